@@ -1,0 +1,22 @@
+//===- qopt-opt.cpp - qopt's passes over MLIR files -----------------===//
+//
+// Registers only what qopt's IR uses, so compiler engineers can run any
+// qopt pass or pipeline step by step on their own files.
+//
+//===----------------------------------------------------------------------===//
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/IR/DialectRegistry.h"
+#include "mlir/Tools/mlir-opt/MlirOptMain.h"
+#include "mlir/Transforms/Passes.h"
+#include "qopt/Dialect/QLLM/QLLMDialect.h"
+#include "qopt/Dialect/QONNX/QONNXOps.h"
+
+int main(int argc, char **argv) {
+  mlir::DialectRegistry registry;
+  registry.insert<qopt::qllm::QLLMDialect, qopt::qonnx::QONNXDialect,
+                  mlir::func::FuncDialect>();
+  mlir::registerCanonicalizerPass();
+  mlir::registerCSEPass();
+  return mlir::asMainReturnCode(
+      mlir::MlirOptMain(argc, argv, "qopt optimizer driver\n", registry));
+}

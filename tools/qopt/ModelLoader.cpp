@@ -1,0 +1,35 @@
+//===- ModelLoader.cpp - import whatever the user points qopt at ------===//
+#include "ModelLoader.h"
+
+#include "qopt/Import/HFImporter.h"
+#include "qopt/Import/ONNXImporter.h"
+#include "llvm/Support/FileSystem.h"
+#include "llvm/Support/Path.h"
+
+namespace qopt {
+
+bool loadModel(mlir::MLIRContext &ctx, const std::string &path, LoadedModel *model,
+               std::string *error) {
+  if (!llvm::sys::fs::exists(path)) {
+    *error = path + ": no such file or directory";
+    return false;
+  }
+  if (llvm::sys::fs::is_directory(path)) {
+    model->module = importHuggingFaceDir(ctx, path, model->store, error);
+    llvm::SmallString<256> tok(path);
+    llvm::sys::path::append(tok, "tokenizer.json");
+    model->defaultTokenizerPath = std::string(tok);
+  } else if (llvm::sys::path::extension(path) == ".onnx") {
+    model->module = importONNX(ctx, path, model->store, error);
+    llvm::SmallString<256> tok(llvm::sys::path::parent_path(path));
+    llvm::sys::path::append(tok, "tokenizer.json");
+    model->defaultTokenizerPath = std::string(tok);
+  } else {
+    *error = path + ": not a model: expected a Hugging Face directory "
+                    "(config.json + *.safetensors) or an .onnx file";
+    return false;
+  }
+  return bool(model->module);
+}
+
+} // namespace qopt
