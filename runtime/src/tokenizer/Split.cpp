@@ -1,7 +1,7 @@
 //===- Split.cpp - splitting text around pattern matches -----------------===//
 #include "Split.h"
 
-#include "Json.h"
+#include <algorithm>
 
 namespace qrt::tok {
 

@@ -9,6 +9,7 @@
 #ifndef QOPT_RT_TOKENIZER_SPLIT_H
 #define QOPT_RT_TOKENIZER_SPLIT_H
 
+#include "Json.h"
 #include "Regex.h"
 
 #include <cstddef>

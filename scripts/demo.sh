@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The main job, end to end: set up, import a real Llama-family model, show its
+# QLLM IR, measure its perplexity and continue a prompt. Uses
+# ../shared/models/austen-llama-7m when present, otherwise a model that
+# qopt-synth writes (random weights: its perplexity is meaningless, the
+# pipeline is the same).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/setup.sh
+BUILD_DIR=${BUILD_DIR:-build}
+QOPT=$BUILD_DIR/bin/qopt
+SHARED=../shared
+if [ -d "$SHARED/models/austen-llama-7m" ]; then
+  MODEL=$SHARED/models/austen-llama-7m
+  TEXT=$SHARED/data/text/austen/persuasion.txt
+else
+  MODEL=$BUILD_DIR/demo-model
+  "$BUILD_DIR/bin/qopt-synth" -preset=tiny -seed=0 -o "$MODEL"
+  TEXT=$BUILD_DIR/demo-text.txt
+  # Any text will do for a random model; the project's own docs are at hand.
+  cat README.md docs/*.md > "$TEXT"
+fi
+echo "== $MODEL: imported QLLM IR (first lines)"
+"$QOPT" "$MODEL" -emit=mlir | head -n 40
+echo "== perplexity on $TEXT"
+"$QOPT" "$MODEL" -eval-ppl="$TEXT"
+echo "== greedy continuation"
+"$QOPT" "$MODEL" -prompt="Once upon a time, there was a little" -max-new-tokens=40
