@@ -3,7 +3,7 @@ import os
 import lit.formats
 
 config.name = "qopt"
-config.test_format = lit.formats.ShTest(execute_external=True)
+config.test_format = lit.formats.ShTest(False)
 config.suffixes = [".mlir", ".test"]
 config.test_source_root = os.path.join(config.qopt_src_root, "test")
 config.test_exec_root = os.path.join(config.qopt_obj_root, "test")

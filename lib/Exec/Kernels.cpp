@@ -54,12 +54,8 @@ void rmsNorm(const float *x, const float *weight, int64_t rows, int64_t dim,
   });
 }
 
-void linear(const float *x, int64_t m, int64_t k, const float *w, int64_t n,
-            const float *bias, float *out, ThreadPool &pool) {
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(m), int(n), int(k), 1.0f,
-              x, int(k), w, int(k), 0.0f, out, int(n));
-  if (!bias)
-    return;
+static void addBias(const float *bias, int64_t m, int64_t n, float *out,
+                    ThreadPool &pool) {
   pool.parallelFor(m, rowGrain(n), [&](int64_t begin, int64_t end, int) {
     for (int64_t r = begin; r < end; ++r) {
       float *o = out + r * n;
@@ -67,6 +63,22 @@ void linear(const float *x, int64_t m, int64_t k, const float *w, int64_t n,
         o[j] += bias[j];
     }
   });
+}
+
+void linear(const float *x, int64_t m, int64_t k, const float *w, int64_t n,
+            const float *bias, float *out, ThreadPool &pool) {
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(m), int(n), int(k), 1.0f,
+              x, int(k), w, int(k), 0.0f, out, int(n));
+  if (bias)
+    addBias(bias, m, n, out, pool);
+}
+
+void linearTransposedWeight(const float *x, int64_t m, int64_t k, const float *wt,
+                            int64_t n, const float *bias, float *out, ThreadPool &pool) {
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(m), int(n), int(k), 1.0f,
+              x, int(k), wt, int(n), 0.0f, out, int(n));
+  if (bias)
+    addBias(bias, m, n, out, pool);
 }
 
 std::vector<float> ropeInvFreq(int64_t rotaryDim, double theta,
@@ -140,9 +152,9 @@ void rotary(const float *x, int64_t batch, int64_t seq, int64_t heads,
   });
 }
 
-/// Softmax of row i over columns 0..i of an [seq, seq] score matrix; the
-/// masked columns become exact zeros.
-static void causalSoftmaxRow(float *row, int64_t i, int64_t seq) {
+/// Softmax of row i over columns 0..i, in place; the row holds `width`
+/// scores and the masked ones (j > i) become exact zeros.
+static void causalSoftmaxRow(float *row, int64_t i, int64_t width) {
   float mx = -std::numeric_limits<float>::infinity();
   for (int64_t j = 0; j <= i; ++j)
     mx = std::max(mx, row[j]);
@@ -154,16 +166,20 @@ static void causalSoftmaxRow(float *row, int64_t i, int64_t seq) {
   const float inv = float(1.0 / sum);
   for (int64_t j = 0; j <= i; ++j)
     row[j] *= inv;
-  for (int64_t j = i + 1; j < seq; ++j)
+  for (int64_t j = i + 1; j < width; ++j)
     row[j] = 0.0f;
 }
+
+/// Query rows per score block: bounds the scratch to kQueryBlock x seq
+/// floats per thread and skips most of the masked upper triangle.
+static constexpr int64_t kQueryBlock = 128;
 
 void attention(const float *q, const float *k, const float *v, int64_t batch,
                int64_t seq, int64_t heads, int64_t kvHeads, int64_t headDim,
                float scale, float *out, ThreadPool &pool) {
   const int64_t group = heads / kvHeads;
   const int qStride = int(heads * headDim), kvStride = int(kvHeads * headDim);
-  const int s = int(seq), d = int(headDim);
+  const int d = int(headDim);
   // One (batch, head) per task, each running single-threaded BLAS on its
   // own scratch: per-head GEMMs are too small for BLAS to thread well.
   const bool parallelHeads = pool.size() > 1 && batch * heads > 1;
@@ -173,19 +189,24 @@ void attention(const float *q, const float *k, const float *v, int64_t batch,
   std::vector<std::vector<float>> scratch(pool.size());
   pool.parallelFor(batch * heads, 1, [&](int64_t begin, int64_t end, int worker) {
     std::vector<float> &scores = scratch[worker];
-    scores.resize(seq * seq);
+    scores.resize(size_t(std::min(seq, kQueryBlock) * seq));
     for (int64_t t = begin; t < end; ++t) {
       const int64_t b = t / heads, h = t % heads, kv = h / group;
       const float *qh = q + b * seq * qStride + h * headDim;
       const float *kh = k + b * seq * kvStride + kv * headDim;
       const float *vh = v + b * seq * kvStride + kv * headDim;
       float *oh = out + b * seq * qStride + h * headDim;
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, s, s, d, scale, qh,
-                  qStride, kh, kvStride, 0.0f, scores.data(), s);
-      for (int64_t i = 0; i < seq; ++i)
-        causalSoftmaxRow(scores.data() + i * seq, i, seq);
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, s, d, s, 1.0f,
-                  scores.data(), s, vh, kvStride, 0.0f, oh, qStride);
+      for (int64_t i0 = 0; i0 < seq; i0 += kQueryBlock) {
+        // Queries i0..i1-1 see keys 0..i1-1 at most.
+        const int64_t i1 = std::min(seq, i0 + kQueryBlock);
+        const int rows = int(i1 - i0), keys = int(i1);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, keys, d, scale,
+                    qh + i0 * qStride, qStride, kh, kvStride, 0.0f, scores.data(), keys);
+        for (int64_t r = 0; r < rows; ++r)
+          causalSoftmaxRow(scores.data() + r * keys, i0 + r, keys);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, d, keys, 1.0f,
+                    scores.data(), keys, vh, kvStride, 0.0f, oh + i0 * qStride, qStride);
+      }
     }
   });
   if (parallelHeads)

@@ -29,6 +29,10 @@ void rmsNorm(const float *x, const float *weight, int64_t rows, int64_t dim,
 void linear(const float *x, int64_t m, int64_t k, const float *w, int64_t n,
             const float *bias, float *out, ThreadPool &pool);
 
+/// The same with W stored transposed, wt[K, N] (ONNX MatMul weights).
+void linearTransposedWeight(const float *x, int64_t m, int64_t k, const float *wt,
+                            int64_t n, const float *bias, float *out, ThreadPool &pool);
+
 /// Rope scaling as a `qllm.rotary` `scaling` dictionary gives it.
 struct RopeScalingParams {
   std::string type = "default"; ///< default, linear, llama3

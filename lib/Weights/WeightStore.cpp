@@ -236,7 +236,7 @@ static float loadAsF32(DType t, const uint8_t *p, size_t i) {
 std::vector<float> WeightStore::readF32(const WeightEntry &e) const {
   size_t n = size_t(e.numElements());
   std::vector<float> out(n);
-  if (!isFloat(e.dtype))
+  if (!isFloat(e.dtype) || n == 0)
     return out;
   if (!e.transposed) {
     if (e.dtype == DType::F32)

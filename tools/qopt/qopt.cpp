@@ -65,8 +65,6 @@ static cl::opt<std::string> logitsOut("logits-out",
 static cl::opt<std::string> tokenizerPath("tokenizer",
                                           cl::desc("tokenizer.json (default: beside the model)"),
                                           cl::value_desc("file"), cl::init(""), cl::cat(cat));
-static cl::opt<int> threads("threads", cl::desc("Worker threads, 0 = all cores (default 0)"),
-                            cl::init(0), cl::cat(cat));
 
 static int fail(const std::string &message) {
   llvm::errs() << "qopt: error: " << message << "\n";
@@ -106,6 +104,13 @@ static std::unique_ptr<qrt::Tokenizer> loadTokenizer(const LoadedModel &model, s
 
 int main(int argc, char **argv) {
   llvm::InitLLVM init(argc, argv);
+  // libLLVM registers an undocumented "threads" option of its own; ours
+  // replaces it, so it is created here rather than at static-init time.
+  auto &registered = cl::getRegisteredOptions();
+  if (auto it = registered.find("threads"); it != registered.end())
+    it->second->removeArgument();
+  static cl::opt<int> threads("threads", cl::desc("Worker threads, 0 = all cores (default 0)"),
+                              cl::init(0), cl::cat(cat));
   cl::HideUnrelatedOptions(cat);
   cl::ParseCommandLineOptions(
       argc, argv,

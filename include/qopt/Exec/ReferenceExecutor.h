@@ -53,19 +53,17 @@ struct ExecutorOptions {
   bool profile = false;
 };
 
+/// Runs one forward at a time (the BLAS thread count is process-wide
+/// state it adjusts); use one executor per thread only with threads = 1.
 class ReferenceExecutor {
 public:
   /// Checks that every op of `@forward` is supported and every weight is in
   /// the store; null with *error otherwise. The module and store must
   /// outlive the executor. Weights are converted to fp32 here, once
   /// (fp32 tensors of the store are used in place, without a copy).
-  static std::unique_ptr<ReferenceExecutor> create(mlir::ModuleOp module,
-                                                   const WeightStore &store,
-                                                   std::string *error);
-  static std::unique_ptr<ReferenceExecutor> create(mlir::ModuleOp module,
-                                                   const WeightStore &store,
-                                                   const ExecutorOptions &options,
-                                                   std::string *error);
+  static std::unique_ptr<ReferenceExecutor>
+  create(mlir::ModuleOp module, const WeightStore &store, std::string *error,
+         const ExecutorOptions &options = ExecutorOptions());
   ~ReferenceExecutor();
 
   /// Runs a batch of equal-length token sequences; returns logits

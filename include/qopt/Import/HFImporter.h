@@ -14,6 +14,10 @@ namespace qopt {
 /// missing/contradictory field.
 bool parseHFConfig(const std::string &configPath, ModelConfig *config, std::string *error);
 
+/// The same from config.json's text; `source` names it in errors.
+bool parseHFConfigJSON(const std::string &text, const std::string &source, ModelConfig *config,
+                       std::string *error);
+
 /// Imports a Hugging Face model directory: config.json plus model.safetensors
 /// or sharded model-0000N-of-0000M.safetensors with model.safetensors.index.json.
 /// Tensors are memory-mapped into `store` under their canonical names.

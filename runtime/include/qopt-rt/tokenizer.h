@@ -73,7 +73,10 @@ public:
   std::optional<int32_t> tokenToId(std::string_view token) const;
   /// Token string of an id, as stored in the vocabulary (e.g. "Ġthe").
   std::optional<std::string> idToToken(int32_t id) const;
-  /// True when `id` is an added token marked `special`.
+  /// True when decode(..., skipSpecial=true) drops `id`: its token text is
+  /// that of an added token marked `special` (HF compares texts, so a
+  /// special token with normalized=true under a Prepend normalizer is not
+  /// dropped).
   bool isSpecial(int32_t id) const;
   /// Beginning-of-sequence id: the first special token of the post
   /// processor's single-sequence template, else an added/vocab token named

@@ -15,6 +15,7 @@
 #ifdef QOPT_RT_HAVE_ICU
 #include <unicode/uchar.h>
 #include <unicode/unorm2.h>
+#include <unicode/uset.h>
 #include <unicode/ustring.h>
 #endif
 
@@ -138,7 +139,16 @@ bool toUtf8(const UChar *s, int32_t n, std::string &out) {
 
 class UnicodeFormNormalizer : public Normalizer {
 public:
-  explicit UnicodeFormNormalizer(const UNormalizer2 *n) : norm_(n) {}
+  /// `owned` and `filter` (may be null) are released with this object.
+  UnicodeFormNormalizer(const UNormalizer2 *n, UNormalizer2 *owned,
+                        USet *filter)
+      : norm_(n), owned_(owned), filter_(filter) {}
+  ~UnicodeFormNormalizer() override {
+    if (owned_)
+      unorm2_close(owned_);
+    if (filter_)
+      uset_close(filter_);
+  }
   void normalize(std::string &text) const override {
     if (isAscii(text) || text.size() > size_t(INT32_MAX / 4))
       return; // ASCII is invariant under every form
@@ -170,6 +180,8 @@ public:
 
 private:
   const UNormalizer2 *norm_;
+  UNormalizer2 *owned_;
+  USet *filter_;
 };
 
 // HF lowercases one character at a time with Rust's char::to_lowercase
@@ -218,7 +230,22 @@ std::unique_ptr<Normalizer> makeUnicodeForm(const std::string &type,
   if (U_FAILURE(st) || !n)
     throw LoadError(path + ": ICU could not provide the " + type +
                     " normalizer");
-  return std::make_unique<UnicodeFormNormalizer>(n);
+  // HF's unicode-normalization tables are Unicode 11: characters assigned
+  // later (e.g. U+1F16C, U+A7F2) are left alone there. A filtered ICU
+  // normalizer reproduces that; checked over every code point against
+  // tokenizers 0.23 by test/runtime/compare_tokenizers.py.
+  static const UChar kHfUnicodeAge[] = u"[:age=11.0:]";
+  USet *filter = uset_openPattern(kHfUnicodeAge, -1, &st);
+  if (U_FAILURE(st) || !filter)
+    throw LoadError(path + ": ICU could not build the Unicode 11 filter");
+  uset_freeze(filter);
+  UNormalizer2 *filtered = unorm2_openFiltered(n, filter, &st);
+  if (U_FAILURE(st) || !filtered) {
+    uset_close(filter);
+    throw LoadError(path + ": ICU could not build the " + type +
+                    " normalizer");
+  }
+  return std::make_unique<UnicodeFormNormalizer>(filtered, filtered, filter);
 #else
   throw LoadError(path + ": normalizer '" + type +
                   "' needs Unicode tables; this qopt runtime was built "
