@@ -10,8 +10,8 @@
 
 namespace qrt::test {
 
-/// <repo>/../shared, where the read-only models and texts live.
-inline std::string sharedDir() { return std::string(QOPT_REPO_ROOT) + "/../shared"; }
+/// Where the read-only shared models and texts live (set by CMake).
+inline std::string sharedDir() { return QOPT_SHARED_DIR; }
 
 inline bool fileExists(const std::string &p) { return std::ifstream(p).good(); }
 

@@ -10,6 +10,9 @@ C++ wherever it holds in HF.
 
 Tokenizers:
   austen-bytelevel   <shared>/models/austen-llama-7m/tokenizer.json as is
+  austen-trunc-pad   the same with a RobertaProcessing post-processor,
+                     truncation (left, 7) and padding (12, rounded up to a
+                     multiple of 5)
   stories-sp         SentencePiece-style byte-fallback BPE built from
                      stories260K/llama2c_vocab.json (merges derived from the
                      piece scores), Llama-2 normalizer/decoder, <s> template,
@@ -177,11 +180,26 @@ def build_misc(shared, out_dir):
     return path
 
 
+def build_trunc_pad(shared, out_dir):
+    from tokenizers import Tokenizer, processors
+    tok = Tokenizer.from_file(
+        str(shared / "models/austen-llama-7m/tokenizer.json"))
+    tok.post_processor = processors.RobertaProcessing(
+        ("</s>", tok.token_to_id("</s>")), ("<s>", tok.token_to_id("<s>")))
+    tok.enable_truncation(max_length=7, direction="left")
+    tok.enable_padding(length=12, pad_id=1, pad_token="</s>",
+                       direction="right", pad_to_multiple_of=5)
+    path = out_dir / "austen-trunc-pad.json"
+    tok.save(str(path))
+    return path
+
+
 def build_all(shared, out_dir, only):
     from tokenizers import AddedToken, Regex, normalizers, pre_tokenizers
     builders = {
         "austen-bytelevel":
             lambda: shared / "models/austen-llama-7m/tokenizer.json",
+        "austen-trunc-pad": lambda: build_trunc_pad(shared, out_dir),
         "stories-sp": lambda: build_stories(shared, out_dir, "sp"),
         "stories-metaspace": lambda: build_stories(shared, out_dir,
                                                    "metaspace"),

@@ -3,6 +3,7 @@
 
 #include "qopt/Import/HFImporter.h"
 #include "qopt/Import/ONNXImporter.h"
+#include "qopt/Dialect/QLLM/QLLMDialect.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/Path.h"
 
@@ -29,7 +30,11 @@ bool loadModel(mlir::MLIRContext &ctx, const std::string &path, LoadedModel *mod
                     "(config.json + *.safetensors) or an .onnx file";
     return false;
   }
-  return bool(model->module);
+  if (!model->module)
+    return false;
+  // Passes that rewrite weights find the store through the dialect.
+  ctx.getOrLoadDialect<qllm::QLLMDialect>()->setWeightStore(&model->store);
+  return true;
 }
 
 } // namespace qopt

@@ -15,6 +15,15 @@ def RaiseONNX : Pass<"qopt-raise-onnx", "mlir::ModuleOp"> {
     embedding and residual adds among `qonnx.node` ops, rewrites them into
     QLLM ops with canonical weight names, and fails naming the first node
     that is left over.
+
+    Shapes of dynamic Reshapes, the rotary cos/sin tables (whence theta and
+    linear rope scaling) and the causal mask are found by evaluating the
+    graph abstractly for a few sequence lengths. The result is exactly the
+    canonical form of DecoderBuilder.h (buildDecoderModule), with the
+    `qllm.config` module attribute. Run from C++ with a WeightStore
+    (createRaiseONNXPass(store), as importONNX does), small initializers
+    such as inv_freq are read from the store and the weights are renamed in
+    it; run standalone (qopt-opt), tables must be inline `qonnx.constant`s.
   }];
   let dependentDialects = ["::qopt::qllm::QLLMDialect", "::mlir::func::FuncDialect"];
 }

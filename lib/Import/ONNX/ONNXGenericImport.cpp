@@ -30,6 +30,8 @@
 #include "llvm/ADT/StringSet.h"
 
 #include <algorithm>
+#include <functional>
+#include <map>
 
 #include "onnx/onnx_pb.h" // the ONNX_ML variant: ONNX_ML=1 is defined by CMake
 
@@ -329,28 +331,36 @@ struct Importer {
         return fail("duplicate initializer '" + t.name() + "'"), nullptr;
     }
 
-    // Which 2-D initializers serve only as [in, out] linear weights.
-    llvm::StringMap<bool> onlyLinearRhs;
-    auto noteUse = [&](const std::string &name, bool linearRhs) {
-      if (!initNames.contains(name))
-        return;
-      auto [it, inserted] = onlyLinearRhs.try_emplace(name, linearRhs);
-      if (!inserted)
-        it->second = it->second && linearRhs;
-    };
-    for (const auto &n : g.node()) {
-      bool gemmTransB = false;
-      for (const auto &a : n.attribute())
-        if (a.name() == "transB")
-          gemmTransB = a.i() != 0;
-      for (int i = 0; i < n.input_size(); ++i) {
-        bool rhs = i == 1 && n.domain().empty() &&
-                   (n.op_type() == "MatMul" || (n.op_type() == "Gemm" && !gemmTransB));
-        noteUse(n.input(i), rhs);
-      }
-    }
+    // Which 2-D initializers serve only as [in, out] linear weights: the
+    // right operand of MatMul (or of Gemm without transB), directly or
+    // through float Casts (mixed-precision exports cast bf16 weights up).
+    std::map<std::string, std::vector<std::pair<const onnx::NodeProto *, int>>> uses;
+    for (const auto &n : g.node())
+      for (int i = 0; i < n.input_size(); ++i)
+        uses[n.input(i)].push_back({&n, i});
+    llvm::StringSet<> graphOutputs;
     for (const auto &o : g.output())
-      noteUse(o.name(), false);
+      graphOutputs.insert(o.name());
+    std::function<bool(const std::string &, int)> onlyLinearRhs = [&](const std::string &name,
+                                                                      int depth) {
+      auto it = uses.find(name);
+      if (depth > 4 || graphOutputs.contains(name) || it == uses.end())
+        return false;
+      for (auto [n, i] : it->second) {
+        bool transB = false;
+        for (const auto &a : n->attribute())
+          if (a.name() == "transB")
+            transB = a.i() != 0;
+        bool defaultDomain = n->domain().empty() || n->domain() == "ai.onnx";
+        if (defaultDomain && i == 1 && (n->op_type() == "MatMul" || (n->op_type() == "Gemm" && !transB)))
+          continue;
+        if (defaultDomain && n->op_type() == "Cast" && n->output_size() == 1 &&
+            onlyLinearRhs(n->output(0), depth + 1))
+          continue; // the Cast's target is checked by the pattern, not here
+        return false;
+      }
+      return true;
+    };
 
     // Function arguments: graph inputs that are not initializers.
     SmallVector<Type> argTypes;
@@ -384,8 +394,7 @@ struct Importer {
     b.setInsertionPointToEnd(body);
 
     for (const auto &t : g.initializer()) {
-      auto it = onlyLinearRhs.find(t.name());
-      bool transposed = it != onlyLinearRhs.end() && it->second && t.dims_size() == 2 &&
+      bool transposed = t.dims_size() == 2 && onlyLinearRhs(t.name(), 0) &&
                         (t.data_type() == onnx::TensorProto::FLOAT ||
                          t.data_type() == onnx::TensorProto::FLOAT16 ||
                          t.data_type() == onnx::TensorProto::BFLOAT16);

@@ -11,6 +11,8 @@
 //===----------------------------------------------------------------------===//
 #include "Patterns.h"
 
+#include "qopt-rt/half.h"
+
 #include "llvm/ADT/SetVector.h"
 #include "llvm/ADT/SmallPtrSet.h"
 
@@ -54,6 +56,35 @@ bool hasPerm(qonnx::NodeOp t, ArrayRef<int64_t> perm) {
   return p && ArrayRef<int64_t>(*p) == perm;
 }
 
+double roundToType(double x, Type t) {
+  if (t && t.isF32())
+    return double(float(x));
+  if (t && t.isF16())
+    return double(qrt::f16ToF32(qrt::f32ToF16(float(x))));
+  if (t && t.isBF16())
+    return double(qrt::bf16ToF32(qrt::f32ToBf16(float(x))));
+  return x;
+}
+
+double relativePrecision(Type t) {
+  if (t && t.isF16())
+    return 1.0 / 2048; // 2^-11: half an fp16 ulp, relative
+  if (t && t.isBF16())
+    return 1.0 / 256;
+  if (t && t.isF32())
+    return 1.0 / (1 << 24);
+  return 1e-16;
+}
+
+Type lowerPrecision(Type a, Type b) {
+  return relativePrecision(a) >= relativePrecision(b) ? a : b;
+}
+
+Type elementTypeOf(Value v) {
+  auto st = v ? dyn_cast<ShapedType>(v.getType()) : ShapedType();
+  return st ? st.getElementType() : Type();
+}
+
 /// Shape of `v` in sample 0 (empty if unknown).
 SmallVector<int64_t, 4> shape0(const AbsEvaluator &ev, Value v) {
   const AbsTensor &t = ev.get(v, 0);
@@ -84,19 +115,25 @@ Value skipCastsForward(Value v) {
 }
 
 /// Peels multiplications and divisions by scalar constants, accumulating
-/// the factor: the scale may sit on the scores, on q, or on k.
-Value stripScale(Value v, const AbsEvaluator &ev, double *scale) {
+/// the factor: the scale may sit on the scores, on q, or on k. *relErr
+/// accumulates the rounding the constants' element types allow.
+Value stripScale(Value v, const AbsEvaluator &ev, double *scale, double *relErr) {
+  auto precision = [&](Value c) {
+    return relativePrecision(lowerPrecision(elementTypeOf(c), elementTypeOf(stripCasts(c))));
+  };
   for (int guard = 0; guard < 8; ++guard) {
     v = stripCasts(v);
     double c;
     if (auto mul = defNode(v, "Mul")) {
       if (ev.scalar(stripCasts(in(mul, 1)), &c)) {
         *scale *= c;
+        *relErr += precision(in(mul, 1));
         v = in(mul, 0);
         continue;
       }
       if (ev.scalar(stripCasts(in(mul, 0)), &c)) {
         *scale *= c;
+        *relErr += precision(in(mul, 0));
         v = in(mul, 1);
         continue;
       }
@@ -104,6 +141,7 @@ Value stripScale(Value v, const AbsEvaluator &ev, double *scale) {
     if (auto div = defNode(v, "Div"))
       if (ev.scalar(stripCasts(in(div, 1)), &c) && c != 0) {
         *scale /= c;
+        *relErr += precision(in(div, 1));
         v = in(div, 0);
         continue;
       }
@@ -262,7 +300,10 @@ bool matchRotateHalf(Value v, const AbsEvaluator &ev, Value *x) {
 
 /// x * cos + rotate_half(x) * sin, in any operand order. The tables are
 /// returned before any cast (their data is what the analysis reads).
-bool matchRotary(Value v, const AbsEvaluator &ev, Value *x, Value *cosT, Value *sinT) {
+/// *noData is set when the structure is there but the tables could not be
+/// evaluated (they read initializers and the pass has no weight store).
+bool matchRotary(Value v, const AbsEvaluator &ev, Value *x, Value *cosT, Value *sinT,
+                 bool *noData) {
   auto add = defNode(stripCasts(v), "Add");
   if (!add)
     return false;
@@ -280,8 +321,10 @@ bool matchRotary(Value v, const AbsEvaluator &ev, Value *x, Value *cosT, Value *
         if (stripCasts(in(m1, q)) != xr)
           continue;
         Value c = stripCasts(in(m1, 1 - q));
-        if (!ev.hasData(c) || !ev.hasData(s))
+        if (!ev.hasData(c) || !ev.hasData(s)) {
+          *noData = true;
           continue;
+        }
         *x = xr;
         *cosT = c;
         *sinT = s;
@@ -483,15 +526,15 @@ qllm::ParamOp paramOf(Value v) {
   return v ? v.getDefiningOp<qllm::ParamOp>() : qllm::ParamOp();
 }
 
-double snapToShortestF32(double x) {
-  float f = float(x);
-  if (double(f) != x)
-    return x; // not an fp32 value: keep the double as given
+double snapToShortest(double x, Type t) {
+  if (!t || t.isF64() || roundToType(x, t) != x)
+    return x; // a double, or not a value of that type: keep as given
   char buf[64];
-  for (int digits = 1; digits <= 9; ++digits) {
-    std::snprintf(buf, sizeof buf, "%.*g", digits, double(f));
-    if (std::strtof(buf, nullptr) == f)
-      return std::strtod(buf, nullptr);
+  for (int digits = 1; digits <= 17; ++digits) {
+    std::snprintf(buf, sizeof buf, "%.*g", digits, x);
+    double c = std::strtod(buf, nullptr);
+    if (roundToType(c, t) == x)
+      return c;
   }
   return x;
 }
@@ -528,6 +571,52 @@ bool matchLinear(qonnx::NodeOp mm, const AbsEvaluator &ev, LinearMatch *m) {
           m->bias = b;
         }
     }
+  return true;
+}
+
+bool matchGemmLinear(qonnx::NodeOp gemm, const AbsEvaluator &ev, LinearMatch *m) {
+  if (gemm.getOpType() != "Gemm" || !isDefaultDomain(gemm) || gemm.getInputs().size() < 2 ||
+      attrInt(gemm, "transA", 0) != 0)
+    return false;
+  for (const char *k : {"alpha", "beta"})
+    if (auto f = dyn_cast_or_null<FloatAttr>(gemm.getOnnxAttrs().get(k)); f && f.getValueAsDouble() != 1.0)
+      return false;
+  qllm::ParamOp w;
+  if (attrInt(gemm, "transB", 0)) {
+    w = paramOf(in(gemm, 1));
+  } else if (auto t = defNode(stripCasts(in(gemm, 1)), "Transpose")) {
+    if (auto perm = attrInts(t, "perm"); perm && ArrayRef<int64_t>(*perm) != ArrayRef<int64_t>{1, 0})
+      return false;
+    w = paramOf(in(t, 0));
+  }
+  if (!w || w.getResult().getType().getRank() != 2)
+    return false;
+  int64_t out = w.getResult().getType().getDimSize(0), inF = w.getResult().getType().getDimSize(1);
+  qllm::ParamOp bias;
+  if (gemm.getInputs().size() > 2 && !isa<NoneType>(in(gemm, 2).getType())) {
+    bias = paramOf(in(gemm, 2));
+    if (!bias || bias.getResult().getType().getRank() != 1 ||
+        bias.getResult().getType().getDimSize(0) != out)
+      return false;
+  }
+  auto flat = defNode(stripCasts(in(gemm, 0)), "Reshape");
+  if (!flat)
+    return false;
+  Value x = stripCasts(in(flat, 0));
+  if (!ev.shapeIs(x, {kDimB, kDimS, inF}))
+    return false;
+  for (unsigned s = 0; s < ev.numSamples(); ++s) {
+    const AbsTensor &f = ev.get(flat.getResult(0), s);
+    if (!f.known || f.shape != SmallVector<int64_t, 4>{ev.batch(s) * ev.seqLen(s), inF})
+      return false;
+  }
+  auto back = dyn_cast_or_null<qonnx::NodeOp>(soleUser(skipCastsForward(gemm.getResult(0))));
+  if (!back || back.getOpType() != "Reshape" || !ev.shapeIs(back.getResult(0), {kDimB, kDimS, out}))
+    return false;
+  m->root = back;
+  m->input = x;
+  m->weight = w;
+  m->bias = bias;
   return true;
 }
 
@@ -575,7 +664,8 @@ bool matchRsqrt(Value v, const AbsEvaluator &ev, Value *a) {
 }
 
 /// a = mean(x^2, last axis, keepdims) + eps.
-bool matchMeanSquarePlusEps(Value a, const AbsEvaluator &ev, Value *x, double *eps) {
+bool matchMeanSquarePlusEps(Value a, const AbsEvaluator &ev, Value *x, double *eps,
+                            Type *epsType) {
   auto add = defNode(a, "Add");
   if (!add)
     return false;
@@ -614,18 +704,19 @@ bool matchMeanSquarePlusEps(Value a, const AbsEvaluator &ev, Value *x, double *e
     }
     *x = base;
     *eps = e;
+    *epsType = lowerPrecision(elementTypeOf(in(add, 1 - o)), elementTypeOf(stripCasts(in(add, 1 - o))));
     return true;
   }
   return false;
 }
 
 /// x / sqrt(mean(x^2) + eps) in its spellings; *x is before any cast.
-bool matchNormalized(Value y, const AbsEvaluator &ev, Value *x, double *eps) {
+bool matchNormalized(Value y, const AbsEvaluator &ev, Value *x, double *eps, Type *epsType) {
   y = stripCasts(y);
   if (auto mul = defNode(y, "Mul"))
     for (int o = 0; o < 2; ++o) {
       Value a, base;
-      if (!matchRsqrt(in(mul, o), ev, &a) || !matchMeanSquarePlusEps(a, ev, &base, eps))
+      if (!matchRsqrt(in(mul, o), ev, &a) || !matchMeanSquarePlusEps(a, ev, &base, eps, epsType))
         continue;
       if (stripCasts(in(mul, 1 - o)) != base)
         continue;
@@ -635,7 +726,7 @@ bool matchNormalized(Value y, const AbsEvaluator &ev, Value *x, double *eps) {
   if (auto div = defNode(y, "Div"))
     if (auto s = defNode(stripCasts(in(div, 1)), "Sqrt")) {
       Value base;
-      if (matchMeanSquarePlusEps(stripCasts(in(s, 0)), ev, &base, eps) &&
+      if (matchMeanSquarePlusEps(stripCasts(in(s, 0)), ev, &base, eps, epsType) &&
           stripCasts(in(div, 0)) == base) {
         *x = base;
         return true;
@@ -668,7 +759,7 @@ bool matchRMSNorm(qonnx::NodeOp root, const AbsEvaluator &ev, NormMatch *m) {
     m->root = root;
     m->input = x;
     m->weight = w;
-    m->epsilon = snapToShortestF32(eps);
+    m->epsilon = snapToShortest(eps, Float32Type::get(root.getContext()));
     return true;
   }
   if (t != "Mul" || !isDefaultDomain(root))
@@ -679,7 +770,8 @@ bool matchRMSNorm(qonnx::NodeOp root, const AbsEvaluator &ev, NormMatch *m) {
       continue;
     Value x;
     double eps;
-    if (!matchNormalized(in(root, 1 - o), ev, &x, &eps))
+    Type epsType;
+    if (!matchNormalized(in(root, 1 - o), ev, &x, &eps, &epsType))
       continue;
     int64_t D = w.getResult().getType().getDimSize(0);
     if (!ev.shapeIs(x, {kDimB, kDimS, D}))
@@ -687,7 +779,7 @@ bool matchRMSNorm(qonnx::NodeOp root, const AbsEvaluator &ev, NormMatch *m) {
     m->root = root;
     m->input = x;
     m->weight = w;
-    m->epsilon = snapToShortestF32(eps);
+    m->epsilon = snapToShortest(eps, epsType);
     return true;
   }
   return false;
@@ -772,27 +864,33 @@ bool matchAttention(qonnx::NodeOp sm, const AbsEvaluator &ev, AttentionMatch *m,
   if (!checkCausal(mask, kind, ev, why))
     return false;
 
-  double scale = 1.0;
-  auto qk = defNode(stripScale(scores, ev, &scale), "MatMul");
+  double scale = 1.0, scaleErr = 0;
+  auto qk = defNode(stripScale(scores, ev, &scale, &scaleErr), "MatMul");
   if (!qk)
     return fail("the attention scores are not a MatMul of q and k^T");
-  Value qSide = stripScale(in(qk, 0), ev, &scale);
+  Value qSide = stripScale(in(qk, 0), ev, &scale, &scaleErr);
   Value kT;
-  if (!matchTransposeLast2(stripScale(in(qk, 1), ev, &scale), ev, &kT))
+  if (!matchTransposeLast2(stripScale(in(qk, 1), ev, &scale, &scaleErr), ev, &kT))
     return fail("the keys are not transposed over their last two dims before q k^T");
-  Value kRep = stripScale(kT, ev, &scale);
+  Value kRep = stripScale(kT, ev, &scale, &scaleErr);
 
   Value xq, cosQ, sinQ, qLin;
   int64_t H, d;
-  if (!matchRotary(qSide, ev, &xq, &cosQ, &sinQ))
-    return fail("no rotary embedding (q*cos + rotate_half(q)*sin) on the queries");
+  bool noData = false;
+  const char *noTables = "the rotary cos/sin tables cannot be evaluated from constants and "
+                         "shapes (reading initializers needs the weight store: import the "
+                         "file with importONNX / qopt)";
+  if (!matchRotary(qSide, ev, &xq, &cosQ, &sinQ, &noData))
+    return fail(noData ? noTables
+                       : "no rotary embedding (q*cos + rotate_half(q)*sin) on the queries");
   if (!matchToHeads(xq, ev, &qLin, &H, &d))
     return fail("the queries are not split into heads by Reshape [B,S,H,d] + Transpose(0,2,1,3)");
   Value kRot, xk, cosK, sinK, kLin;
   int64_t repK, KV, dk;
   matchRepeatKV(kRep, ev, &kRot, &repK);
-  if (!matchRotary(kRot, ev, &xk, &cosK, &sinK))
-    return fail("no rotary embedding (k*cos + rotate_half(k)*sin) on the keys");
+  if (!matchRotary(kRot, ev, &xk, &cosK, &sinK, &noData))
+    return fail(noData ? noTables
+                       : "no rotary embedding (k*cos + rotate_half(k)*sin) on the keys");
   if (!matchToHeads(xk, ev, &kLin, &KV, &dk) || dk != d)
     return fail("the keys are not split into heads like the queries");
 
@@ -876,7 +974,13 @@ bool matchAttention(qonnx::NodeOp sm, const AbsEvaluator &ev, AttentionMatch *m,
   m->numHeads = H;
   m->numKvHeads = KV;
   m->headDim = d;
-  m->scale = scale;
+  // transformers scales by 1/sqrt(head_dim); exporters write that factor
+  // as one or two constants of the model's float type (dynamo: sqrt of it
+  // on q and on k, in fp16 for fp16 models). Within the rounding those
+  // types allow it is that value exactly; otherwise the recovered value
+  // stays and the canonical form rejects it.
+  double canonical = 1.0 / std::sqrt(double(d));
+  m->scale = std::fabs(scale - canonical) <= canonical * (2 * scaleErr + 1e-7) ? canonical : scale;
   m->rope = rq;
   return true;
 }

@@ -28,10 +28,11 @@ mlir::Value stripCasts(mlir::Value v);
 /// The qllm.param `v` reads (through casts), or null.
 qllm::ParamOp paramOf(mlir::Value v);
 
-/// The shortest decimal that rounds to the same float32 as `x`, as a double:
-/// an fp32 epsilon constant 9.99999974738e-06 reads back as 1e-05, which is
-/// what the model's config.json said and what the HF importer produces.
-double snapToShortestF32(double x);
+/// The shortest decimal that rounds to the same `type` value (f32, f16,
+/// bf16) as `x`, as a double: an fp32 epsilon constant 9.99999974738e-06
+/// reads back as 1e-05, which is what the model's config.json said and what
+/// the HF importer produces. f64 (or no type) keeps `x`.
+double snapToShortest(double x, mlir::Type type);
 
 struct LinearMatch {
   mlir::Operation *root = nullptr; ///< MatMul, or the bias Add
@@ -41,6 +42,11 @@ struct LinearMatch {
 };
 /// MatMul(x, Transpose(W)) [+ bias], W a 2-D param, x [B, S, in].
 bool matchLinear(qonnx::NodeOp matmul, const AbsEvaluator &ev, LinearMatch *m);
+
+/// Reshape(Gemm(Reshape(x, [B*S, in]), W, bias), [B, S, out]): the 2-D
+/// spelling of a linear (alpha = beta = 1, transA = 0; W as [out, in] with
+/// transB = 1, or as Transpose(W) with transB = 0).
+bool matchGemmLinear(qonnx::NodeOp gemm, const AbsEvaluator &ev, LinearMatch *m);
 
 struct EmbeddingMatch {
   mlir::Operation *root = nullptr;

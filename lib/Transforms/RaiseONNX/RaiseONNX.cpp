@@ -99,7 +99,11 @@ void RaiseONNXPass::runOnOperation() {
     return signalPassFailure();
   }
   Block &body = func.getBody().front();
-  auto ret = cast<func::ReturnOp>(body.getTerminator());
+  auto ret = body.empty() ? func::ReturnOp() : dyn_cast<func::ReturnOp>(body.back());
+  if (!ret) {
+    func.emitError("the imported graph's function does not end in a return");
+    return signalPassFailure();
+  }
   if (func.getNumArguments() != 1 ||
       !isa<RankedTensorType>(func.getArgument(0).getType()) ||
       cast<RankedTensorType>(func.getArgument(0).getType()).getRank() != 2 ||
@@ -128,9 +132,11 @@ void RaiseONNXPass::runOnOperation() {
     return out;
   };
 
-  for (auto mm : nodes("MatMul")) {
+  SmallVector<qonnx::NodeOp> linearRoots = nodes("MatMul");
+  linearRoots.append(nodes("Gemm"));
+  for (auto mm : linearRoots) {
     raise::LinearMatch m;
-    if (!raise::matchLinear(mm, ev, &m))
+    if (!raise::matchLinear(mm, ev, &m) && !raise::matchGemmLinear(mm, ev, &m))
       continue;
     b.setInsertionPointAfter(m.root);
     int64_t out = m.weight.getResult().getType().getDimSize(0);
@@ -224,11 +230,27 @@ void RaiseONNXPass::runOnOperation() {
   for (Operation &op : llvm::make_early_inc_range(llvm::reverse(body)))
     if (!op.hasTrait<OpTrait::IsTerminator>() && op.use_empty())
       op.erase();
-  // Constants stay alive only through the nodes using them: report nodes.
+  // Constants stay alive only through the nodes using them, and the
+  // importer's "<weight>/as_stored" Transposes only through the MatMul
+  // reading them: report the first node of the file itself.
+  Operation *leftover = nullptr, *syntheticLeftover = nullptr;
   for (Operation &op : body) {
-    if (!isa<qonnx::NodeOp>(op))
+    auto n = dyn_cast<qonnx::NodeOp>(op);
+    if (!n)
       continue;
-    auto diag = op.emitError("first node left over: ") << nodeLabel(&op);
+    bool synthetic = n.getNodeName().ends_with("/as_stored") && !n.getInputs().empty() &&
+                     n.getInputs()[0].getDefiningOp<qllm::ParamOp>();
+    if (!synthetic) {
+      leftover = &op;
+      break;
+    }
+    if (!syntheticLeftover)
+      syntheticLeftover = &op;
+  }
+  if (!leftover)
+    leftover = syntheticLeftover;
+  if (leftover) {
+    auto diag = leftover->emitError("first node left over: ") << nodeLabel(leftover);
     if (!attentionWhy.empty())
       diag << "; " << attentionWhy;
     return signalPassFailure();

@@ -97,8 +97,12 @@ private:
 /// Turns a stream of generated ids into text pieces that are always complete
 /// UTF-8 and whose concatenation equals `decode(all ids)`. It re-decodes a
 /// short window of recent ids each step (the approach of HF's DecodeStream),
-/// so it honours every decoder rule, and holds text back while the window
-/// ends in an incomplete character.
+/// so it honours every decoder rule. Text is held back while the window ends
+/// in an incomplete character, and while it ends in a byte-fallback token
+/// (<0xNN>): HF turns a whole run of those into U+FFFD if any byte is bad, so
+/// the run's text is only final once a normal token ends it. Runs longer than
+/// 64 ids are emitted early at complete characters (and unconditionally past
+/// 1024), where only a later bad byte could still make the output differ.
 class StreamDecoder {
 public:
   /// `tokenizer` must outlive this object.

@@ -6,6 +6,8 @@
 #include "Regex.h"
 #include "Utf8.h"
 
+#include <algorithm>
+
 namespace qrt::tok {
 
 //===- TokenTrie ---------------------------------------------------------===//

@@ -3,6 +3,7 @@
 
 #include "Utf8.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <queue>
 
@@ -43,23 +44,20 @@ std::unique_ptr<BpeModel> BpeModel::fromJson(const Json &j,
   if (!vocab || !vocab->is_object())
     throw LoadError(path + ".vocab must be an object of token -> id");
   m->vocab_.reserve(vocab->size());
-  int32_t maxId = -1;
   for (auto it = vocab->begin(); it != vocab->end(); ++it) {
     int32_t id = int32_t(asInt(it.value(), path + ".vocab[" +
                                                quoteToken(it.key()) + "]",
                                0, kMaxTokenId));
     m->vocab_[it.key()] = id;
-    maxId = std::max(maxId, id);
   }
-  m->idToToken_.resize(size_t(maxId + 1));
-  m->idPresent_.assign(size_t(maxId + 1), false);
+  m->idToToken_.reserve(m->vocab_.size());
   for (const auto &[tok, id] : m->vocab_) {
     // Duplicate ids: keep the lexicographically smallest token, so loading
     // is deterministic whatever the hash order.
-    if (!m->idPresent_[id] || tok < m->idToToken_[id]) {
-      m->idToToken_[id] = tok;
-      m->idPresent_[id] = true;
-    }
+    auto [slot, fresh] = m->idToToken_.emplace(id, &tok);
+    if (!fresh && tok < *slot->second)
+      slot->second = &tok;
+    m->idLimit_ = std::max(m->idLimit_, id + 1);
   }
 
   // The byte-fallback ids are looked up by their exact spelling ("<0x0A>"),
@@ -134,9 +132,8 @@ std::optional<int32_t> BpeModel::tokenToId(std::string_view token) const {
 }
 
 const std::string *BpeModel::idToToken(int32_t id) const {
-  if (id < 0 || size_t(id) >= idToToken_.size() || !idPresent_[id])
-    return nullptr;
-  return &idToToken_[id];
+  auto it = idToToken_.find(id);
+  return it == idToToken_.end() ? nullptr : it->second;
 }
 
 void BpeModel::tokenize(std::string_view word, std::vector<int32_t> &out) const {

@@ -39,7 +39,7 @@ public:
   /// Number of vocabulary entries (HF's get_vocab_size()).
   size_t vocabEntries() const { return vocab_.size(); }
   /// One more than the largest id in the vocabulary.
-  int32_t idLimit() const { return int32_t(idToToken_.size()); }
+  int32_t idLimit() const { return idLimit_; }
 
 private:
   struct MergeInfo {
@@ -56,8 +56,11 @@ private:
   void mergeWord(std::string_view word, std::vector<int32_t> &out) const;
 
   std::unordered_map<std::string, int32_t> vocab_;
-  std::vector<std::string> idToToken_;
-  std::vector<bool> idPresent_;
+  // A map, not a table indexed by id: a hostile file with one token at id
+  // 16M must not make us allocate a 16M-entry table. Values point at the
+  // (node-stable) keys of vocab_.
+  std::unordered_map<int32_t, const std::string *> idToToken_;
+  int32_t idLimit_ = 0;
   std::unordered_map<uint64_t, MergeInfo> merges_;
   std::optional<int32_t> unkId_;
   bool fuseUnk_ = false;

@@ -1,6 +1,8 @@
 //===- Loader.cpp - tokenizer.json -> TokenizerImpl ----------------------===//
 #include "TokenizerImpl.h"
 
+#include <initializer_list>
+
 namespace qrt::tok {
 
 namespace {
@@ -9,6 +11,9 @@ namespace {
 // and overflow the recursive component builders, so depth is checked on the
 // raw text before parsing.
 constexpr int kMaxJsonDepth = 256;
+// Padding allocates this many ids per encode; beyond any real context size
+// it can only be an attempt to make every encode allocate gigabytes.
+constexpr int64_t kMaxPadLength = int64_t(1) << 22;
 
 void checkNestingDepth(const std::string &text) {
   int depth = 0;
@@ -64,14 +69,14 @@ void loadPadding(const Json &j, Padding &p) {
       throw LoadError(where + ".strategy must be \"BatchLongest\" or "
                               "{\"Fixed\": n}");
     p.fixedLength = size_t(asInt(*fixed, where + ".strategy.Fixed", 0,
-                                 INT32_MAX));
+                                 kMaxPadLength));
   } else if (strategy && !(strategy->is_string() &&
                            strategy->get<std::string>() == "BatchLongest")) {
     throw LoadError(where + ".strategy must be \"BatchLongest\" or "
                             "{\"Fixed\": n}");
   }
   p.multipleOf = size_t(getIntOr(j, "pad_to_multiple_of", where, 0,
-                                 INT32_MAX, 0));
+                                 kMaxPadLength, 0));
   p.padFront = isDirectionLeft(j, where);
   p.padId = int32_t(getIntOr(j, "pad_id", where, 0, kMaxTokenId, 0));
 }

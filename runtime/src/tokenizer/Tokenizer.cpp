@@ -11,8 +11,8 @@
 #include "TokenizerImpl.h"
 #include "Utf8.h"
 
+#include <filesystem>
 #include <fstream>
-#include <sstream>
 
 namespace qrt {
 
@@ -70,18 +70,43 @@ std::unique_ptr<Tokenizer> Tokenizer::fromJson(const std::string &jsonText,
 
 std::unique_ptr<Tokenizer> Tokenizer::fromFile(const std::string &path,
                                                std::string *error) {
+  // Real tokenizer.json files are at most tens of MB; refusing huge inputs
+  // keeps a wrong path (a weights file, say) from being read into memory.
+  constexpr uintmax_t kMaxFileBytes = uintmax_t(1) << 30;
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) {
+    setError(error, path,
+             ec ? "cannot open file: " + ec.message()
+                : std::filesystem::exists(path, ec)
+                      ? std::string("not a regular file")
+                      : std::string("cannot open file: no such file"));
+    return nullptr;
+  }
+  uintmax_t size = std::filesystem::file_size(path, ec);
+  if (ec) {
+    setError(error, path, "cannot read file size: " + ec.message());
+    return nullptr;
+  }
+  if (size > kMaxFileBytes) {
+    setError(error, path, "file is " + std::to_string(size) +
+                              " bytes; a tokenizer.json is far smaller");
+    return nullptr;
+  }
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     setError(error, path, "cannot open file");
     return nullptr;
   }
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) {
-    setError(error, path, "read error");
+  std::string text(size_t(size), '\0');
+  if (size > 0 && !in.read(&text[0], std::streamsize(size))) {
+    setError(error, path, "read error (not a regular file?)");
     return nullptr;
   }
-  return fromJson(ss.str(), path, error);
+  if (text.empty()) {
+    setError(error, path, "file is empty");
+    return nullptr;
+  }
+  return fromJson(text, path, error);
 }
 
 std::vector<int32_t> Tokenizer::encode(std::string_view text,

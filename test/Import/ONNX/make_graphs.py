@@ -9,7 +9,8 @@ config the importer must recover and every canonical weight as fp32 in its
 logical [out, in] layout (what WeightStore::readF32 must return).
 
 Styles (no torch here; the node patterns follow what torch.onnx emits):
-  ts14_cos_cache  TorchScript exporter, opset 14: cos/sin cache initializers
+  ts14_cos_cache  TorchScript exporter, opset 14, small constants as Constant
+                  nodes: cos/sin cache initializers
                   sliced and gathered by position, ReduceMean axes attribute,
                   Div(1, Sqrt), Trilu mask, Div by sqrt(head_dim), MHA.
   ts17_gqa_bias   TorchScript, opset 17: inv_freq initializer times positions,
@@ -18,11 +19,15 @@ Styles (no torch here; the node patterns follow what torch.onnx emits):
                   of the embedding (tied by content), theta 500000.
   fp16_dynamo     dynamo exporter, opset 18, fp16 weights: Casts to fp32 around
                   the norms and the softmax, fp16 rotary tables, logits cast
-                  to fp32, sqrt(scale) on q and k.
+                  to fp32, sqrt(scale) on q and k as inexact fp16 constants
+                  (head_dim 32), the final norm in fp16 with an fp16 epsilon.
   ext_data        TorchScript opset 17 with every tensor in an external file.
   mqa_tied        dynamo, opset 20, one KV head (MQA), lm_head = Transpose of
-                  the embedding table (tied), batch fixed to 1.
+                  the embedding table (tied), batch fixed to 1, o_proj as a
+                  Gemm between 2-D Reshapes.
   rope_linear     dynamo opset 20 with linear RoPE scaling (factor 4).
+  bf16_cast       TorchScript opset 17, every weight stored bf16 and cast to
+                  fp32 on use (mixed-precision export), MQA 3/1.
 Bad inputs: bad_tanh (ts14 with one Sigmoid replaced by Tanh),
 ext_missing (ext_data without its data file).
 
@@ -46,8 +51,10 @@ F32_MIN = float(np.finfo(np.float32).min)
 class Graph:
     """Accumulates nodes and initializers with generated names."""
 
-    def __init__(self, opset, float_type=np.float32):
+    def __init__(self, opset, float_type=np.float32, constant_nodes=False):
         self.opset = opset
+        # TorchScript writes small constants as Constant nodes, not initializers.
+        self.constant_nodes = constant_nodes
         self.nodes, self.inits = [], []
         self.counter = 0
         self.ft = float_type
@@ -63,11 +70,19 @@ class Graph:
         self.inits.append(numpy_helper.from_array(np.asarray(array), n))
         return n
 
+    def const(self, array, prefix="const"):
+        if not self.constant_nodes:
+            return self.init(array, prefix)
+        n = self.name(prefix)
+        self.nodes.append(helper.make_node("Constant", [], [n], name=self.name("node_Constant"),
+                                           value=numpy_helper.from_array(np.asarray(array))))
+        return n
+
     def i64(self, values):
-        return self.init(np.array(values, dtype=np.int64), "const")
+        return self.const(np.array(values, dtype=np.int64), "const")
 
     def scalar(self, value, dtype=None):
-        return self.init(np.array(value, dtype=dtype or self.ft), "scalar")
+        return self.const(np.array(value, dtype=dtype or self.ft), "scalar")
 
     def op(self, op_type, inputs, n_out=1, **attrs):
         outs = [self.name(op_type.lower()) for _ in range(n_out)]
@@ -120,6 +135,9 @@ def rand_weights(cfg, rng):
         W["lm_head.weight"] = lin(V, D)
     if cfg.get("fp16"):
         W = {k: v.astype(np.float16).astype(np.float32) for k, v in W.items()}
+    if cfg.get("bf16_stored"):
+        import ml_dtypes
+        W = {k: v.astype(ml_dtypes.bfloat16).astype(np.float32) for k, v in W.items()}
     return W
 
 
@@ -181,16 +199,16 @@ def reference_logits(cfg, W, ids):
 # TorchScript-style graph (opset 14 / 17)
 # ---------------------------------------------------------------------------
 def build_torchscript(cfg, W, variant):
-    g = Graph(cfg["opset"])
+    g = Graph(cfg["opset"], constant_nodes=cfg.get("constant_nodes", False))
     D, H, KV, d = cfg["hidden"], cfg["heads"], cfg["kv"], cfg["head_dim"]
     rep = H // KV
     embed = g.init(W["model.embed_tokens.weight"], "model.embed_tokens.weight")
     ids = "input_ids"
     x = g.op("Gather", [embed, ids], axis=0)
     shape_ids = g.op("Shape", [ids])
-    seq = g.op("Gather", [shape_ids, g.init(np.array(1, np.int64), "const")], axis=0)
-    batch = g.op("Gather", [shape_ids, g.init(np.array(0, np.int64), "const")], axis=0)
-    pos = g.op("Range", [g.init(np.array(0, np.int64)), seq, g.init(np.array(1, np.int64))])
+    seq = g.op("Gather", [shape_ids, g.const(np.array(1, np.int64))], axis=0)
+    batch = g.op("Gather", [shape_ids, g.const(np.array(0, np.int64))], axis=0)
+    pos = g.op("Range", [g.const(np.array(0, np.int64)), seq, g.const(np.array(1, np.int64))])
     pos_ids = g.unsqueeze(pos, [0])  # [1, S]
     seq1, batch1 = g.unsqueeze(seq, [0]), g.unsqueeze(batch, [0])
 
@@ -218,7 +236,7 @@ def build_torchscript(cfg, W, variant):
     if cfg["mask"] == "trilu":
         ss = g.op("Concat", [seq1, seq1], axis=0)
         full = g.op("ConstantOfShape", [ss], value=numpy_helper.from_array(np.array([F32_MIN], np.float32)))
-        mask = g.op("Trilu", [full, g.init(np.array(cfg.get("mask_k", 1), np.int64))], upper=1)
+        mask = g.op("Trilu", [full, g.const(np.array(cfg.get("mask_k", 1), np.int64))], upper=1)
         apply_mask = lambda s: g.op("Add", [s, mask])
     else:
         rows, cols = g.unsqueeze(pos, [1]), g.unsqueeze(pos, [0])
@@ -327,13 +345,17 @@ def build_dynamo(cfg, W):
     minv = float(np.finfo(ft).min)
     mask = g.op("Where", [keep, g.scalar(0.0), g.scalar(minv)])
 
-    def rms(x, wname):
+    def rms(x, wname, in_fp16=False):
+        # fp16 models compute norms in fp32 (transformers casts); in_fp16
+        # keeps one in fp16 with an fp16 epsilon, as a cruder export would.
         w = g.init(wt(W[wname]), "m." + wname)
-        x32 = g.cast(x, TensorProto.FLOAT) if fp16 else x
-        m = g.reduce_mean_last(g.op("Pow", [x32, g.init(np.array(2.0, np.float32))]))
-        r = g.op("Reciprocal", [g.op("Sqrt", [g.op("Add", [m, g.init(np.array(cfg["eps"], np.float32))])])])
+        cast = fp16 and not in_fp16
+        et = ft if in_fp16 else np.float32
+        x32 = g.cast(x, TensorProto.FLOAT) if cast else x
+        m = g.reduce_mean_last(g.op("Pow", [x32, g.init(np.array(2.0, et))]))
+        r = g.op("Reciprocal", [g.op("Sqrt", [g.op("Add", [m, g.init(np.array(cfg["eps"], et))])])])
         y = g.op("Mul", [x32, r])
-        if fp16:
+        if cast:
             y = g.cast(y, onnx_ft)
         return g.op("Mul", [w, y])
 
@@ -381,13 +403,20 @@ def build_dynamo(cfg, W):
             pr = g.cast(pr, onnx_ft)
         o = g.op("Transpose", [g.op("MatMul", [pr, v])], perm=[0, 2, 1, 3])
         o = g.op("Reshape", [o, g.i64([B, -1, H * d])], allowzero=1)
-        x = g.op("Add", [x, linear(o, p + "self_attn.o_proj.weight")])
+        if cfg.get("gemm_o"):
+            # The 2-D Gemm spelling of a linear, weight [out, in] with transB.
+            flat = g.op("Reshape", [o, g.i64([-1, H * d])])
+            y = g.op("Gemm", [flat, g.init(wt(W[p + "self_attn.o_proj.weight"]))], transB=1)
+            o_out = g.op("Reshape", [y, g.i64([B, -1, D])])
+        else:
+            o_out = linear(o, p + "self_attn.o_proj.weight")
+        x = g.op("Add", [x, o_out])
         h = rms(x, p + "post_attention_layernorm.weight")
         gate = linear(h, p + "mlp.gate_proj.weight")
         silu = g.op("Mul", [gate, g.op("Sigmoid", [gate])])
         x = g.op("Add", [x, linear(g.op("Mul", [silu, linear(h, p + "mlp.up_proj.weight")]),
                                    p + "mlp.down_proj.weight")])
-    h = rms(x, "model.norm.weight")
+    h = rms(x, "model.norm.weight", in_fp16=fp16)
     if cfg["tie"]:
         head = g.op("Transpose", [embed], perm=[1, 0])
     else:
@@ -405,19 +434,40 @@ def build_dynamo(cfg, W):
 BASE = dict(bias=False, tie=False, eps=1e-5, theta=10000.0, max_pos=128, layers=2)
 CONFIGS = {
     "ts14_cos_cache": dict(BASE, style="ts", variant="cos_cache", opset=14, mask="trilu", vocab=97,
-                           hidden=64, inter=96, heads=4, kv=4, head_dim=16, eps=1e-6),
+                           hidden=64, inter=96, heads=4, kv=4, head_dim=16, eps=1e-6,
+                           constant_nodes=True),
     "ts17_gqa_bias": dict(BASE, style="ts", variant="inv_freq", opset=17, mask="where", vocab=61,
                           hidden=48, inter=80, heads=6, kv=2, head_dim=8, layers=3, bias=True,
                           tie=True, theta=500000.0),
     "fp16_dynamo": dict(BASE, style="dynamo", opset=18, fp16=True, vocab=101, hidden=64, inter=128,
-                        heads=4, kv=2, head_dim=16),
+                        heads=2, kv=1, head_dim=32),
     "ext_data": dict(BASE, style="ts", variant="inv_freq", opset=17, mask="where", vocab=50,
                      hidden=32, inter=64, heads=2, kv=2, head_dim=16, theta=1000000.0, external=True),
     "mqa_tied": dict(BASE, style="dynamo", opset=20, vocab=89, hidden=64, inter=112, heads=4, kv=1,
-                     head_dim=16, tie=True),
+                     head_dim=16, tie=True, gemm_o=True),
     "rope_linear": dict(BASE, style="dynamo", opset=20, vocab=64, hidden=32, inter=48, heads=2, kv=1,
                         head_dim=16, rope_factor=4.0),
+    "bf16_cast": dict(BASE, style="ts", variant="inv_freq", opset=17, mask="where", vocab=71,
+                      hidden=48, inter=64, heads=3, kv=1, head_dim=16, bf16_stored=True),
 }
+
+
+def store_weights_bf16(g):
+    """Mixed-precision export: every float tensor of more than one element is
+    stored as bf16 and read through a Cast to fp32 (nodes stay fp32)."""
+    import ml_dtypes
+    casts = []
+    for t in g.inits:
+        a = numpy_helper.to_array(t)
+        if a.dtype != np.float32 or a.size <= 1 or t.name.startswith(("inv_freq", "cos_", "sin_", "expand")):
+            continue  # weights only; the rotary tables stay fp32
+        stored = t.name + "_bf16"
+        b = a.astype(ml_dtypes.bfloat16)
+        bt = helper.make_tensor(stored, TensorProto.BFLOAT16, a.shape, b.view(np.uint16).tobytes(), raw=True)
+        t.CopyFrom(bt)
+        casts.append(helper.make_node("Cast", [stored], [stored[: -len("_bf16")]], to=TensorProto.FLOAT,
+                                      name="node_cast_" + stored))
+    g.nodes[:0] = casts
 
 
 def build(cfg, W):
@@ -425,6 +475,8 @@ def build(cfg, W):
         g, ins, outs = build_torchscript(cfg, W, cfg["variant"])
     else:
         g, ins, outs = build_dynamo(cfg, W)
+    if cfg.get("bf16_stored"):
+        store_weights_bf16(g)
     graph = helper.make_graph(g.nodes, "decoder", ins, outs, g.inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", cfg["opset"])],
                               producer_name="qopt-make_graphs")
@@ -448,7 +500,7 @@ def expected_config(cfg):
                 num_key_value_heads=cfg["kv"], head_dim=cfg["head_dim"], rms_norm_eps=cfg["eps"],
                 rope_theta=cfg["theta"], rope_type=rope_type, rope_factor=cfg.get("rope_factor", 1.0),
                 tie_word_embeddings=cfg["tie"], attention_bias=cfg["bias"],
-                weight_dtype="f16" if cfg.get("fp16") else "f32")
+                weight_dtype="f16" if cfg.get("fp16") else "bf16" if cfg.get("bf16_stored") else "f32")
 
 
 def write_expected(out, cfg, W, model):

@@ -27,7 +27,8 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-STYLES = ["ts14_cos_cache", "ts17_gqa_bias", "fp16_dynamo", "ext_data", "mqa_tied", "rope_linear"]
+STYLES = ["ts14_cos_cache", "ts17_gqa_bias", "fp16_dynamo", "ext_data", "mqa_tied", "rope_linear",
+          "bf16_cast"]
 
 
 def run_qopt(qopt, model, ids, tmp):

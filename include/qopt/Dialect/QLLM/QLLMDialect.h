@@ -4,6 +4,10 @@
 
 #include "mlir/IR/Dialect.h"
 
+namespace qopt {
+class WeightStore;
+} // namespace qopt
+
 #include "qopt/Dialect/QLLM/QLLMOpsDialect.h.inc"
 
 #endif

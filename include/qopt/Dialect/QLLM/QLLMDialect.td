@@ -26,6 +26,17 @@ def QLLM_Dialect : Dialect {
   let extraClassDeclaration = [{
     void registerAttributes();
     void registerTypes();
+
+    /// The weight store holding the tensors that `qllm.param` /
+    /// `qllm.qparam` of this context name (not owned). Set by whoever
+    /// imported the module; read by passes that rewrite weights.
+    ::qopt::WeightStore *getWeightStore() const { return weightStore; }
+    void setWeightStore(::qopt::WeightStore *store) { weightStore = store; }
+
+  private:
+    ::qopt::WeightStore *weightStore = nullptr;
+
+  public:
   }];
 }
 
