@@ -8,7 +8,7 @@ APT_PACKAGES=(
   build-essential cmake ninja-build pkg-config python3 python3-pip
   llvm-19-dev llvm-19-tools libmlir-19-dev mlir-19-tools
   libprotobuf-dev protobuf-compiler libonnx-dev
-  nlohmann-json3-dev libfmt-dev libpcre2-dev
+  nlohmann-json3-dev libfmt-dev libpcre2-dev libicu-dev
   libopenblas-dev liblapack-dev liblapacke-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   clang-14 libclang-rt-14-dev

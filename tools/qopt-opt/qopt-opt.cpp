@@ -10,11 +10,13 @@
 #include "mlir/Transforms/Passes.h"
 #include "qopt/Dialect/QLLM/QLLMDialect.h"
 #include "qopt/Dialect/QONNX/QONNXOps.h"
+#include "qopt/Transforms/Passes.h"
 
 int main(int argc, char **argv) {
   mlir::DialectRegistry registry;
   registry.insert<qopt::qllm::QLLMDialect, qopt::qonnx::QONNXDialect,
                   mlir::func::FuncDialect>();
+  qopt::registerQoptPasses();
   mlir::registerCanonicalizerPass();
   mlir::registerCSEPass();
   return mlir::asMainReturnCode(

@@ -26,6 +26,7 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+sys.dont_write_bytecode = True  # importing make_graphs must not litter the source tree
 
 STYLES = ["ts14_cos_cache", "ts17_gqa_bias", "fp16_dynamo", "ext_data", "mqa_tied", "rope_linear",
           "bf16_cast"]
