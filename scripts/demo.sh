@@ -20,8 +20,11 @@ else
   # Any text will do for a random model; the project's own docs are at hand.
   cat README.md docs/*.md > "$TEXT"
 fi
-echo "== $MODEL: imported QLLM IR (first lines)"
-"$QOPT" "$MODEL" -emit=mlir | head -n 40
+IR=$BUILD_DIR/demo.mlir
+"$QOPT" "$MODEL" -emit=mlir -o "$IR"
+echo "== $MODEL imported: $IR holds the QLLM IR; its $(grep -c 'qllm.param' "$IR") weights"
+echo "   are named tensors of the weight store. The embedding and the first layer:"
+grep -v 'qllm.param' "$IR" | sed -n '/func.func/,/qllm.add/p' | sed -n '1,16p'
 echo "== perplexity on $TEXT"
 "$QOPT" "$MODEL" -eval-ppl="$TEXT"
 echo "== greedy continuation"
