@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job, end to end: set up, import a real Llama-family model, show its
-# QLLM IR, measure its perplexity and continue a prompt. Uses
+# QLLM IR, measure its perplexity, quantize it with GPTQ and measure what that
+# cost, and continue a prompt. Uses
 # ../shared/models/austen-llama-7m when present, otherwise a model that
 # qopt-synth writes (random weights: its perplexity is meaningless, the
 # pipeline is the same).
@@ -13,12 +14,16 @@ SHARED=../shared
 if [ -d "$SHARED/models/austen-llama-7m" ]; then
   MODEL=$SHARED/models/austen-llama-7m
   TEXT=$SHARED/data/text/austen/persuasion.txt
+  # Calibrate on the five novels the evaluation text is not.
+  A=$SHARED/data/text/austen
+  CALIB=$A/emma.txt,$A/mansfieldpark.txt,$A/northangerabbey.txt,$A/prideprejudice.txt,$A/sensesensibility.txt
 else
   MODEL=$BUILD_DIR/demo-model
   "$BUILD_DIR/bin/qopt-synth" -preset=tiny -seed=0 -o "$MODEL"
   TEXT=$BUILD_DIR/demo-text.txt
   # Any text will do for a random model; the project's own docs are at hand.
   cat README.md docs/*.md > "$TEXT"
+  CALIB=$TEXT
 fi
 IR=$BUILD_DIR/demo.mlir
 "$QOPT" "$MODEL" -emit=mlir -o "$IR"
@@ -27,5 +32,9 @@ echo "   are named tensors of the weight store. The embedding and the first laye
 grep -v 'qllm.param' "$IR" | sed -n '/func.func/,/qllm.add/p' | sed -n '1,16p'
 echo "== perplexity on $TEXT"
 "$QOPT" "$MODEL" -eval-ppl="$TEXT"
+echo "== GPTQ int4 g128, calibrated layer by layer; quality against the float model"
+"$QOPT" "$MODEL" -wquant=int4 -method=gptq -group-size=128 -calib="$CALIB" -calib-samples=32 \
+  -eval-ppl="$TEXT" -report="$BUILD_DIR/demo-report.json"
+echo "   (per-weight formats, bits and errors: $BUILD_DIR/demo-report.json)"
 echo "== greedy continuation"
 "$QOPT" "$MODEL" -prompt="Once upon a time, there was a little" -max-new-tokens=40

@@ -10,14 +10,17 @@
 //===----------------------------------------------------------------------===//
 #include "qopt/Exec/ReferenceExecutor.h"
 
+#include "FakeQuant.h"
 #include "Kernels.h"
 #include "ThreadPool.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "qopt/Dialect/QLLM/QLLMOps.h"
+#include "qopt/Quant/Quantizer.h"
 #include "llvm/ADT/DenseMap.h"
 #include "llvm/ADT/StringMap.h"
 
+#include <algorithm>
 #include <chrono>
 #include <climits>
 #include <thread>
@@ -59,6 +62,8 @@ struct Step {
   int64_t heads = 0, kvHeads = 0, headDim = 0, rotaryDim = 0;
   float scale = 1;
   std::vector<float> invFreq;
+  exec::ActQuant actQuant; ///< W8A8 linears (FakeQuant.h)
+  exec::KVQuant kvQuant;   ///< quantized KV cache
 };
 
 std::string shapeStr(const std::vector<int64_t> &s) {
@@ -83,20 +88,31 @@ struct ReferenceExecutor::Impl {
   ExecutorOptions options;
   std::unique_ptr<exec::ThreadPool> pool;
   std::vector<Step> steps;
-  /// Slot 0 is the token ids; then one slot per op result. A slot holds
-  /// either a weight or (while live) an activation.
+  /// Slots 0..numArgs-1 are the function's arguments (for @forward: slot 0,
+  /// the token ids); then one slot per op result. A slot holds either a
+  /// weight or (while live) an activation.
   int numSlots = 0;
+  int numArgs = 0;
+  /// The argument slot holding token ids, -1 if none.
+  int idsSlot = -1;
+  /// Static dims of float arguments (-1 = dynamic), checked by run().
+  std::vector<std::vector<int64_t>> argDims;
   std::vector<Weight *> weightOfSlot;
   std::vector<std::unique_ptr<Weight>> weights;
   /// Embedding tables' row counts, for the token range check.
   std::vector<int64_t> embeddingRows;
-  int resultSlot = -1;
+  std::vector<int> resultSlots;
   int64_t vocab = 0;
   std::vector<OpProfile> profile;
 
   bool build(ModuleOp module, const WeightStore &store, std::string *error);
+  bool buildFunction(func::FuncOp func, const WeightStore &store, std::string *error);
+  bool execute(std::vector<std::shared_ptr<Tensor>> &acts, const std::vector<int64_t> &ids,
+               std::string *error);
   bool loadWeight(qllm::ParamOp param, const WeightStore &store, bool gemmOnly,
                   std::string *error);
+  bool loadQuantizedWeight(qllm::QParamOp qparam, const WeightStore &store,
+                           std::string *error);
   bool runStep(const Step &s, std::vector<std::shared_ptr<Tensor>> &acts,
                const std::vector<int64_t> &ids, std::string *error);
 };
@@ -129,6 +145,24 @@ ReferenceExecutor::create(ModuleOp module, const WeightStore &store, std::string
   exec::setBlasThreads(threads);
   impl->pool = std::make_unique<exec::ThreadPool>(threads);
   if (!impl->build(module, store, error))
+    return nullptr;
+  return std::unique_ptr<ReferenceExecutor>(new ReferenceExecutor(std::move(impl)));
+}
+
+std::unique_ptr<ReferenceExecutor>
+ReferenceExecutor::createForFunction(func::FuncOp func, const WeightStore &store,
+                                     std::string *error, const ExecutorOptions &options) {
+  auto impl = std::make_unique<Impl>();
+  impl->options = options;
+  int threads = options.threads > 0 ? options.threads
+                                    : int(std::max(1u, std::thread::hardware_concurrency()));
+  exec::setBlasThreads(threads);
+  impl->pool = std::make_unique<exec::ThreadPool>(threads);
+  if (!func || func.isExternal()) {
+    *error = "reference executor: no function body to run";
+    return nullptr;
+  }
+  if (!impl->buildFunction(func, store, error))
     return nullptr;
   return std::unique_ptr<ReferenceExecutor>(new ReferenceExecutor(std::move(impl)));
 }
@@ -169,6 +203,34 @@ bool ReferenceExecutor::Impl::loadWeight(qllm::ParamOp param, const WeightStore 
   return true;
 }
 
+/// A quantized weight runs as its dequantized fp32 copy, made once here:
+/// the numbers the executor produces are those of the stored codes and
+/// scales, decoded by the same code the quantizers use.
+bool ReferenceExecutor::Impl::loadQuantizedWeight(qllm::QParamOp qparam,
+                                                  const WeightStore &store,
+                                                  std::string *error) {
+  auto type = qparam.getResult().getType();
+  auto shape = type.getShape();
+  if (shape.size() != 2) {
+    *error = "reference executor: " + opLabel(qparam) + " is not a 2-D quantized weight";
+    return false;
+  }
+  quant::QuantizedMatrix q;
+  std::string loadError;
+  if (!quant::loadQuantized(store, qparam.getName().str(), type.getQuant(), shape[0], shape[1],
+                            &q, &loadError)) {
+    *error = "reference executor: " + opLabel(qparam) + ": " + loadError;
+    return false;
+  }
+  auto w = std::make_unique<Weight>();
+  w->shape = {shape[0], shape[1]};
+  w->owned = quant::dequantize(q);
+  w->data = w->owned.data();
+  weightOfSlot[numSlots] = w.get();
+  weights.push_back(std::move(w));
+  return true;
+}
+
 bool ReferenceExecutor::Impl::build(ModuleOp module, const WeightStore &store,
                                     std::string *error) {
   auto func = module.lookupSymbol<func::FuncOp>("forward");
@@ -192,25 +254,57 @@ bool ReferenceExecutor::Impl::build(ModuleOp module, const WeightStore &store,
              "[batch, seq]";
     return false;
   }
+  if (!buildFunction(func, store, error))
+    return false;
+  if (resultSlots.size() != 1) {
+    *error = "reference executor: @forward must return exactly one tensor";
+    return false;
+  }
+  return true;
+}
 
+bool ReferenceExecutor::Impl::buildFunction(func::FuncOp func, const WeightStore &store,
+                                            std::string *error) {
+  if (!llvm::hasSingleElement(func.getBody())) {
+    *error = "reference executor: @" + func.getSymName().str() + " must have a single block";
+    return false;
+  }
+  Block &body = func.getBody().front();
   llvm::DenseMap<Value, int> slotOf;
-  slotOf[body.getArgument(0)] = 0;
-  numSlots = 1;
-  weightOfSlot.assign(body.getOperations().size() + 1, nullptr);
+  numArgs = int(body.getNumArguments());
+  for (BlockArgument arg : body.getArguments()) {
+    auto type = dyn_cast<RankedTensorType>(arg.getType());
+    bool ids = type && type.getRank() == 2 && type.getElementType().isInteger();
+    bool act = type && type.getElementType().isF32();
+    if ((!ids && !act) || (ids && idsSlot >= 0)) {
+      *error = "reference executor: argument " + std::to_string(arg.getArgNumber()) +
+               " of @" + func.getSymName().str() +
+               " must be an f32 tensor or the (only) integer token ids [batch, seq]";
+      return false;
+    }
+    if (ids)
+      idsSlot = int(arg.getArgNumber());
+    std::vector<int64_t> dims(type.getShape().begin(), type.getShape().end());
+    argDims.push_back(dims);
+    slotOf[arg] = int(arg.getArgNumber());
+  }
+  numSlots = numArgs;
+  weightOfSlot.assign(body.getOperations().size() + size_t(numArgs), nullptr);
   llvm::StringMap<int> profileIndex;
-  std::vector<int> lastUse(body.getOperations().size() + 1, -1);
+  std::vector<int> lastUse(body.getOperations().size() + size_t(numArgs), -1);
+  auto isIds = [&](int slot) { return slot == idsSlot; };
 
   auto operandSlot = [&](Value v) { return slotOf.lookup(v); };
   for (Operation &op : body) {
     if (auto ret = dyn_cast<func::ReturnOp>(op)) {
-      if (ret.getNumOperands() != 1) {
-        *error = "reference executor: @forward must return exactly one tensor";
-        return false;
-      }
-      resultSlot = operandSlot(ret.getOperand(0));
-      if (resultSlot == 0 || weightOfSlot[resultSlot]) {
-        *error = "reference executor: @forward must return a computed activation";
-        return false;
+      for (Value v : ret.getOperands()) {
+        int slot = operandSlot(v);
+        if (isIds(slot) || weightOfSlot[slot]) {
+          *error = "reference executor: @" + func.getSymName().str() +
+                   " must return computed activations";
+          return false;
+        }
+        resultSlots.push_back(slot);
       }
       continue;
     }
@@ -225,11 +319,11 @@ bool ReferenceExecutor::Impl::build(ModuleOp module, const WeightStore &store,
       slotOf[param.getResult()] = numSlots++;
       continue;
     }
-    if (isa<qllm::QParamOp>(op)) {
-      *error = "reference executor: " + opLabel(&op) +
-               " (a quantized weight) is not supported yet: the reference executor "
-               "runs fp32 weights only";
-      return false;
+    if (auto qparam = dyn_cast<qllm::QParamOp>(op)) {
+      if (!loadQuantizedWeight(qparam, store, error))
+        return false;
+      slotOf[qparam.getResult()] = numSlots++;
+      continue;
     }
     Step s;
     s.op = &op;
@@ -240,6 +334,8 @@ bool ReferenceExecutor::Impl::build(ModuleOp module, const WeightStore &store,
       s.eps = n.getEpsilon().convertToDouble();
     } else if (isa<qllm::LinearOp>(op)) {
       s.kind = Kind::Linear;
+      if (!exec::decodeActQuant(&op, &s.actQuant, error))
+        return false;
     } else if (isa<qllm::LMHeadOp>(op)) {
       s.kind = Kind::LMHead;
     } else if (auto r = dyn_cast<qllm::RotaryOp>(op)) {
@@ -279,6 +375,8 @@ bool ReferenceExecutor::Impl::build(ModuleOp module, const WeightStore &store,
                  "multiple of num_kv_heads";
         return false;
       }
+      if (!exec::decodeKVQuant(&op, s.kvHeads, &s.kvQuant, error))
+        return false;
     } else if (isa<qllm::SwiGLUOp>(op)) {
       s.kind = Kind::SwiGLU;
     } else if (isa<qllm::AddOp>(op)) {
@@ -306,7 +404,7 @@ bool ReferenceExecutor::Impl::build(ModuleOp module, const WeightStore &store,
     bool ok = true;
     switch (s.kind) {
     case Kind::Embedding:
-      ok = s.in[0] == 0 && isWeight(s.in[1]) && !weightOfSlot[s.in[1]]->transposed &&
+      ok = isIds(s.in[0]) && isWeight(s.in[1]) && !weightOfSlot[s.in[1]]->transposed &&
            weightOfSlot[s.in[1]]->shape.size() == 2;
       if (ok)
         embeddingRows.push_back(weightOfSlot[s.in[1]]->shape[0]);
@@ -328,7 +426,7 @@ bool ReferenceExecutor::Impl::build(ModuleOp module, const WeightStore &store,
     for (size_t i = 0; i < s.in.size(); ++i) {
       bool roleIsWeight = (s.kind == Kind::Embedding || s.kind == Kind::RMSNorm ||
                            s.kind == Kind::Linear || s.kind == Kind::LMHead) && i >= 1;
-      if (!roleIsWeight && (isWeight(s.in[i]) || (s.in[i] == 0 && s.kind != Kind::Embedding)))
+      if (!roleIsWeight && (isWeight(s.in[i]) || (isIds(s.in[i]) && s.kind != Kind::Embedding)))
         ok = false;
     }
     if (!ok) {
@@ -348,8 +446,8 @@ bool ReferenceExecutor::Impl::build(ModuleOp module, const WeightStore &store,
     slotOf[op.getResult(0)] = numSlots++;
     steps.push_back(std::move(s));
   }
-  if (resultSlot < 0) {
-    *error = "reference executor: @forward has no func.return";
+  if (body.empty() || !isa<func::ReturnOp>(body.back()) || resultSlots.empty()) {
+    *error = "reference executor: @" + func.getSymName().str() + " returns nothing";
     return false;
   }
   if (vocab == 0)
@@ -357,9 +455,10 @@ bool ReferenceExecutor::Impl::build(ModuleOp module, const WeightStore &store,
       if (t.getRank() > 0 && !ShapedType::isDynamic(t.getShape().back()))
         vocab = t.getShape().back();
   // Free activations after their last use; the ids and weights stay, and
-  // so does the result.
-  for (int slot = 1; slot < numSlots; ++slot)
-    if (!weightOfSlot[slot] && slot != resultSlot && lastUse[slot] >= 0)
+  // so do the results.
+  for (int slot = 0; slot < numSlots; ++slot)
+    if (!weightOfSlot[slot] && !isIds(slot) && !llvm::is_contained(resultSlots, slot) &&
+        lastUse[slot] >= 0)
       steps[lastUse[slot]].freeAfter.push_back(slot);
   return true;
 }
@@ -426,11 +525,12 @@ bool ReferenceExecutor::Impl::runStep(const Step &s,
     std::vector<int64_t> shape = x.shape;
     shape.back() = n;
     allocate(shape);
+    std::vector<float> xq; // W8A8: the input as the int8/fp8 kernel sees it
+    const float *xd = exec::applyActQuant(s.actQuant, x.data.data(), m, k, xq, p);
     if (w.transposed)
-      exec::linearTransposedWeight(x.data.data(), m, k, w.data, n, bias,
-                                   result->data.data(), p);
+      exec::linearTransposedWeight(xd, m, k, w.data, n, bias, result->data.data(), p);
     else
-      exec::linear(x.data.data(), m, k, w.data, n, bias, result->data.data(), p);
+      exec::linear(xd, m, k, w.data, n, bias, result->data.data(), p);
     break;
   }
   case Kind::Rotary: {
@@ -456,7 +556,20 @@ bool ReferenceExecutor::Impl::runStep(const Step &s,
     if (!fitsBlasInt(q.shape[1] * 128))
       return opError(s.op, "sequence too long for a block of attention scores", error);
     allocate(q.shape);
-    exec::attention(q.data.data(), k.data.data(), v.data.data(), q.shape[0], q.shape[1],
+    const float *kd = k.data.data(), *vd = v.data.data();
+    std::vector<float> kq, vq; // quantized KV cache: K and V as the cache holds them
+    if (s.kvQuant.enabled) {
+      int64_t rows = k.numElements() / (s.kvHeads * s.headDim);
+      kq.resize(k.data.size());
+      vq.resize(v.data.size());
+      exec::fakeQuantPerHead(kd, rows, s.kvHeads, s.headDim, s.kvQuant.kScales.data(),
+                             s.kvQuant.type, kq.data(), p);
+      exec::fakeQuantPerHead(vd, rows, s.kvHeads, s.headDim, s.kvQuant.vScales.data(),
+                             s.kvQuant.type, vq.data(), p);
+      kd = kq.data();
+      vd = vq.data();
+    }
+    exec::attention(q.data.data(), kd, vd, q.shape[0], q.shape[1],
                     s.heads, s.kvHeads, s.headDim, s.scale, result->data.data(), p);
     break;
   }
@@ -481,6 +594,10 @@ bool ReferenceExecutor::Impl::runStep(const Step &s,
 bool ReferenceExecutor::forward(const std::vector<std::vector<int32_t>> &batch,
                                 Tensor *logits, std::string *error) {
   Impl &m = *impl_;
+  if (m.numArgs != 1 || m.idsSlot != 0) {
+    *error = "reference executor: forward() runs @forward; use run() for a function";
+    return false;
+  }
   if (batch.empty() || batch[0].empty()) {
     *error = "reference executor: empty batch (no tokens to run)";
     return false;
@@ -515,26 +632,87 @@ bool ReferenceExecutor::forward(const std::vector<std::vector<int32_t>> &batch,
   if (m.options.observer)
     idsTensor->data.assign(ids.begin(), ids.end());
   acts[0] = idsTensor;
+  if (!m.execute(acts, ids, error))
+    return false;
+  *logits = std::move(*acts[m.resultSlots[0]]);
+  return true;
+}
 
+bool ReferenceExecutor::Impl::execute(std::vector<std::shared_ptr<Tensor>> &acts,
+                                      const std::vector<int64_t> &ids, std::string *error) {
   using Clock = std::chrono::steady_clock;
-  for (const Step &s : m.steps) {
+  for (const Step &s : steps) {
     Clock::time_point start;
-    if (m.options.profile)
+    if (options.profile)
       start = Clock::now();
-    if (!m.runStep(s, acts, ids, error))
+    if (!runStep(s, acts, ids, error))
       return false;
-    if (m.options.profile) {
-      OpProfile &p = m.profile[s.profileIndex];
+    if (options.profile) {
+      OpProfile &p = profile[s.profileIndex];
       p.seconds += std::chrono::duration<double>(Clock::now() - start).count();
       ++p.calls;
     }
     // build() guarantees the first operand is the ids or an activation.
-    if (m.options.observer)
-      m.options.observer(s.op, *acts[s.in[0]], *acts[s.out]);
+    if (options.observer)
+      options.observer(s.op, *acts[s.in[0]], *acts[s.out]);
     for (int slot : s.freeAfter)
       acts[slot].reset();
   }
-  *logits = std::move(*acts[m.resultSlot]);
+  return true;
+}
+
+bool ReferenceExecutor::run(std::vector<Tensor> args, std::vector<Tensor> *results,
+                            std::string *error) {
+  Impl &m = *impl_;
+  if (int(args.size()) != m.numArgs) {
+    *error = "reference executor: the function takes " + std::to_string(m.numArgs) +
+             " arguments, " + std::to_string(args.size()) + " given";
+    return false;
+  }
+  std::vector<std::shared_ptr<Tensor>> acts(size_t(m.numSlots));
+  std::vector<int64_t> ids;
+  for (int a = 0; a < m.numArgs; ++a) {
+    Tensor &t = args[size_t(a)];
+    const std::vector<int64_t> &dims = m.argDims[size_t(a)];
+    bool shapeOk = t.shape.size() == dims.size() &&
+                   int64_t(t.data.size()) == t.numElements();
+    for (size_t d = 0; shapeOk && d < dims.size(); ++d)
+      shapeOk = t.shape[d] >= 0 && (dims[d] < 0 || dims[d] == t.shape[d]);
+    if (!shapeOk) {
+      *error = "reference executor: argument " + std::to_string(a) + " has shape " +
+               shapeStr(t.shape) + " (" + std::to_string(t.data.size()) +
+               " values), expected " + shapeStr(dims) + " (-1 = any)";
+      return false;
+    }
+    if (a == m.idsSlot) {
+      ids.reserve(t.data.size());
+      for (float f : t.data) {
+        int64_t id = int64_t(f);
+        bool inRange = float(id) == f;
+        for (int64_t rows : m.embeddingRows)
+          inRange = inRange && id >= 0 && id < rows;
+        if (!inRange) {
+          *error = "reference executor: token id " + std::to_string(f) +
+                   " is not an id of the vocabulary";
+          return false;
+        }
+        ids.push_back(id);
+      }
+      if (!m.options.observer)
+        t.data.clear();
+    }
+    acts[size_t(a)] = std::make_shared<Tensor>(std::move(t));
+  }
+  if (!m.execute(acts, ids, error))
+    return false;
+  results->clear();
+  for (size_t r = 0; r < m.resultSlots.size(); ++r) {
+    int slot = m.resultSlots[r];
+    // Moved out by its last mention, copied by earlier ones.
+    bool again = std::find(m.resultSlots.begin() + long(r) + 1, m.resultSlots.end(), slot) !=
+                 m.resultSlots.end();
+    results->push_back(again ? *acts[size_t(slot)] : std::move(*acts[size_t(slot)]));
+  }
   return true;
 }
 

@@ -10,6 +10,8 @@
 #include "mlir/Transforms/Passes.h"
 #include "qopt/Dialect/QLLM/QLLMDialect.h"
 #include "qopt/Dialect/QONNX/QONNXOps.h"
+#include "qopt/Quant/Passes.h"
+#include "qopt/Quant/Pipeline.h"
 #include "qopt/Transforms/Passes.h"
 
 int main(int argc, char **argv) {
@@ -19,6 +21,10 @@ int main(int argc, char **argv) {
   qopt::registerQoptPasses();
   mlir::registerCanonicalizerPass();
   mlir::registerCSEPass();
+  // Weight-rewriting passes find the store through the module's
+  // `qllm.source` (see qopt/Quant/StoreAccess.h).
+  qopt::quant::registerQoptQuantPasses();
+  qopt::quant::registerQuantizationPipeline();
   return mlir::asMainReturnCode(
       mlir::MlirOptMain(argc, argv, "qopt optimizer driver\n", registry));
 }

@@ -6,8 +6,17 @@
 #include "qopt/Dialect/QLLM/QLLMDialect.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/Path.h"
+#include "mlir/IR/BuiltinAttributes.h"
+#include "qopt/Quant/StoreAccess.h"
 
 namespace qopt {
+
+std::string defaultTokenizerPath(const std::string &path) {
+  llvm::SmallString<256> tok(llvm::sys::fs::is_directory(path) ? llvm::StringRef(path)
+                                                             : llvm::sys::path::parent_path(path));
+  llvm::sys::path::append(tok, "tokenizer.json");
+  return std::string(tok);
+}
 
 bool loadModel(mlir::MLIRContext &ctx, const std::string &path, LoadedModel *model,
                std::string *error) {
@@ -32,6 +41,13 @@ bool loadModel(mlir::MLIRContext &ctx, const std::string &path, LoadedModel *mod
   }
   if (!model->module)
     return false;
+  // Where the weights come from, so that a printed module can be fed to
+  // qopt-opt and its weight-rewriting passes find the tensors again.
+  llvm::SmallString<256> absolute(path);
+  llvm::sys::fs::make_absolute(absolute);
+  llvm::sys::path::remove_dots(absolute, /*remove_dot_dot=*/true);
+  (*model->module)
+      ->setAttr(quant::kSourceAttrName, mlir::StringAttr::get(&ctx, absolute.str()));
   // Passes that rewrite weights find the store through the dialect.
   ctx.getOrLoadDialect<qllm::QLLMDialect>()->setWeightStore(&model->store);
   return true;

@@ -18,6 +18,10 @@ struct LoadedModel {
   std::string defaultTokenizerPath;
 };
 
+/// Where loadModel will look for tokenizer.json for `path` (known before
+/// importing, so flags that need the tokenizer are checked first).
+std::string defaultTokenizerPath(const std::string &path);
+
 /// Imports a Hugging Face directory or an .onnx file. False with *error.
 bool loadModel(mlir::MLIRContext &ctx, const std::string &path, LoadedModel *model,
                std::string *error);

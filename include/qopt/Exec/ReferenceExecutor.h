@@ -8,6 +8,7 @@
 #ifndef QOPT_EXEC_REFERENCEEXECUTOR_H
 #define QOPT_EXEC_REFERENCEEXECUTOR_H
 
+#include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/BuiltinOps.h"
 #include "qopt/Weights/WeightStore.h"
 
@@ -64,7 +65,21 @@ public:
   static std::unique_ptr<ReferenceExecutor>
   create(mlir::ModuleOp module, const WeightStore &store, std::string *error,
          const ExecutorOptions &options = ExecutorOptions());
+  /// Interprets any single-block function of QLLM ops (calibration runs
+  /// one outlined decoder layer this way). Each argument is either integer
+  /// token ids [batch, seq] (at most one such argument) or a float
+  /// activation; it may return several values. Weights are loaded as in
+  /// create(). Use run(), not forward().
+  static std::unique_ptr<ReferenceExecutor>
+  createForFunction(mlir::func::FuncOp func, const WeightStore &store, std::string *error,
+                    const ExecutorOptions &options = ExecutorOptions());
   ~ReferenceExecutor();
+
+  /// Runs the function on `args`, one per function argument: float
+  /// activations as they are (moved from, shape checked against the
+  /// argument's static dims), token ids as integral float values [batch,
+  /// seq]. `*results` receives the returned values in order.
+  bool run(std::vector<Tensor> args, std::vector<Tensor> *results, std::string *error);
 
   /// Runs a batch of equal-length token sequences; returns logits
   /// [batch, seq, vocab]. False with *error on bad input (ragged batch,

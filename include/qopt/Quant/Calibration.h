@@ -26,16 +26,20 @@ class Tokenizer;
 namespace qopt::quant {
 
 struct CalibrationOptions {
-  std::string file;       ///< -calib
+  /// -calib: a text file, a comma-separated list of them, or a directory
+  /// (its *.txt files in name order). Several texts are joined with a
+  /// blank line between them.
+  std::string file;
   int64_t samples = 128;  ///< -calib-samples
   int64_t seqlen = 512;   ///< -calib-seqlen
   uint64_t seed = 0;      ///< -seed
 };
 
 /// Tokenizes `options.file` (no special tokens) and draws `samples` windows
-/// of `seqlen` tokens at seeded pseudo-random offsets (a fixed generator,
-/// the same on every machine). False with *error naming the file when it is
-/// missing, empty, or shorter than one window.
+/// of `seqlen` tokens at seeded pseudo-random offsets (splitmix64, the same
+/// on every machine; windows may overlap). False with *error naming the
+/// file when it is missing, empty, or shorter than one window (saying how
+/// many tokens it has and how many are needed).
 bool sampleCalibration(const qrt::Tokenizer &tokenizer, const CalibrationOptions &options,
                        std::vector<std::vector<int32_t>> *samples, std::string *error);
 
@@ -78,6 +82,12 @@ public:
   bool advance(int64_t i, std::string *error);
   /// Hidden states entering the next layer to run, [samples, seqlen, hidden].
   const Tensor &hidden() const;
+  /// Runs the ops after the last layer (final norm, lm_head) on hidden():
+  /// logits [samples, seqlen, vocab] (tests compare them with a full
+  /// forward; mind the size on a real vocabulary).
+  bool finalLogits(Tensor *logits, std::string *error);
+  /// Samples per mini-batch the layers run on (bounds activation memory).
+  int64_t batchSize() const;
 
 private:
   struct Impl;

@@ -107,6 +107,10 @@ def SmoothQuant : Pass<"qopt-smoothquant", "mlir::ModuleOp"> {
     or per tensor (static, calibrated scale).
   }];
   let options = !listconcat(CalibrationOptions, [
+    Option<"wquant", "wquant", "std::string", /*default=*/"\"int8\"",
+           "W8A8 element type: int8 (int8 weights per channel, int8 "
+           "activations) or fp8 (fp8 e4m3 weights per channel, fp8 e4m3 "
+           "activations)">,
     Option<"alpha", "smoothquant-alpha", "double", /*default=*/"0.5",
            "Migration strength">,
     Option<"actQuant", "act-quant", "std::string", /*default=*/"\"per-token\"",

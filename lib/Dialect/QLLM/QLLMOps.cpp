@@ -11,6 +11,8 @@
 #include "mlir/IR/OpImplementation.h"
 #include "mlir/IR/PatternMatch.h"
 
+#include <cmath>
+
 using namespace mlir;
 using namespace qopt::qllm;
 
@@ -170,6 +172,11 @@ LogicalResult RMSNormOp::verify() {
   return success();
 }
 
+/// Element types of quantized activations and KV caches.
+static bool isActQuantType(StringRef t) { return t == "int8" || t == "fp8_e4m3"; }
+
+static bool isPositiveFinite(double v) { return v > 0.0 && std::isfinite(v); }
+
 LogicalResult LinearOp::verify() {
   if (failed(verifyLinearLike(*this, getInput(), getWeight(), getResult())))
     return failure();
@@ -178,6 +185,27 @@ LogicalResult LinearOp::verify() {
     auto w = getWeightShape(getWeight().getType());
     if (b.getRank() != 1 || !compatible(b.getDimSize(0), w[0]))
       return emitOpError() << "bias must be 1-D of out_features (" << w[0] << ")";
+  }
+  // Activation quantization (W8A8): a static scale exactly when per tensor.
+  auto mode = getActQuant();
+  if (mode && *mode != "per_token" && *mode != "per_tensor")
+    return emitOpError() << "act_quant must be \"per_token\" or \"per_tensor\", got \""
+                         << *mode << "\"";
+  bool perTensor = mode && *mode == "per_tensor";
+  if (perTensor && !getActScale())
+    return emitOpError() << "act_quant = \"per_tensor\" needs a calibrated act_scale";
+  if (auto scale = getActScale()) {
+    if (!perTensor)
+      return emitOpError() << "act_scale is only meaningful with act_quant = \"per_tensor\"";
+    if (!isPositiveFinite(scale->convertToDouble()))
+      return emitOpError() << "act_scale must be positive and finite";
+  }
+  if (auto type = getActQuantType()) {
+    if (!mode)
+      return emitOpError() << "act_quant_type needs act_quant";
+    if (!isActQuantType(*type))
+      return emitOpError() << "act_quant_type must be \"int8\" or \"fp8_e4m3\", got \""
+                           << *type << "\"";
   }
   return success();
 }
@@ -262,6 +290,27 @@ LogicalResult AttentionOp::verify() {
       return emitOpError() << "query, key, value and result disagree in dimension " << i;
   if (!(getScale().convertToDouble() > 0.0))
     return emitOpError() << "scale must be positive";
+  // Quantized KV cache: a type and one positive scale per KV head for K and V.
+  auto dtype = getKvCacheDtype();
+  auto ks = getKScales(), vs = getVScales();
+  if (!dtype && (ks || vs))
+    return emitOpError() << "k_scales and v_scales need kv_cache_dtype";
+  if (!dtype)
+    return success();
+  if (!isActQuantType(*dtype))
+    return emitOpError() << "kv_cache_dtype must be \"int8\" or \"fp8_e4m3\", got \""
+                         << *dtype << "\"";
+  if (!ks || !vs)
+    return emitOpError() << "kv_cache_dtype needs both k_scales and v_scales";
+  for (auto [name, scales] : {std::pair<StringRef, ArrayRef<float>>{"k_scales", *ks},
+                              std::pair<StringRef, ArrayRef<float>>{"v_scales", *vs}}) {
+    if (int64_t(scales.size()) != hkv)
+      return emitOpError() << name << " has " << scales.size()
+                           << " entries, expected num_kv_heads (" << hkv << ")";
+    for (float x : scales)
+      if (!isPositiveFinite(x))
+        return emitOpError() << name << " must be positive and finite, got " << x;
+  }
   return success();
 }
 

@@ -70,9 +70,28 @@ def QLLM_RMSNormOp : QLLM_Op<"rms_norm", [Pure, AllTypesMatch<["input", "result"
 
 def QLLM_LinearOp : QLLM_Op<"linear", [Pure]> {
   let summary = "y = x W^T (+ bias), W is [out_features, in_features]";
+  let description = [{
+    W8A8 (SmoothQuant, FP8): `act_quant` marks the input as quantized before
+    the product, "per_token" (a dynamic scale per row: max|x| / qmax) or
+    "per_tensor" (the static, calibrated `act_scale`); `act_quant_type` is
+    "int8" (the default, symmetric, qmax = 127) or "fp8_e4m3" (qmax = 448).
+    The reference executor quantizes and dequantizes the input accordingly,
+    so evaluation sees what a W8A8 kernel computes.
+  }];
   let arguments = (ins QLLM_Activation:$input, QLLM_Weight:$weight,
-                       Optional<RankedTensorOf<[AnyFloat]>>:$bias);
+                       Optional<RankedTensorOf<[AnyFloat]>>:$bias,
+                       OptionalAttr<StrAttr>:$act_quant,
+                       OptionalAttr<F32Attr>:$act_scale,
+                       OptionalAttr<StrAttr>:$act_quant_type);
   let results = (outs QLLM_Activation:$result);
+  // The builder without the optional activation-quantization attributes.
+  let builders = [
+    OpBuilder<(ins "::mlir::Type":$result, "::mlir::Value":$input,
+                   "::mlir::Value":$weight, "::mlir::Value":$bias), [{
+      build($_builder, $_state, result, input, weight, bias, ::mlir::StringAttr(),
+            ::mlir::FloatAttr(), ::mlir::StringAttr());
+    }]>
+  ];
   let assemblyFormat = [{
     $input `,` $weight (`,` $bias^ `:` type($bias))? attr-dict `:` type($input) `,` type($weight) `->` type($result)
   }];
@@ -123,13 +142,30 @@ def QLLM_AttentionOp : QLLM_Op<"attention", [Pure]> {
     query head h reads kv head h / (num_heads / num_kv_heads). Causal: a
     position attends to itself and earlier ones. softmax(q k^T * scale) v.
     Where the keys and values are stored (a KV cache, paged or not) is the
-    runtime's business.
+    runtime's business. A quantized KV cache is `kv_cache_dtype` ("int8" or
+    "fp8_e4m3") with calibrated per-KV-head scales `k_scales` and `v_scales`
+    (num_kv_heads each): the cache holds k / scale rounded to the type. The
+    reference executor rounds K and V that way before attending.
   }];
   let arguments = (ins QLLM_Activation:$query, QLLM_Activation:$key,
                        QLLM_Activation:$value, I64Attr:$num_heads,
                        I64Attr:$num_kv_heads, I64Attr:$head_dim,
-                       F64Attr:$scale);
+                       F64Attr:$scale,
+                       OptionalAttr<StrAttr>:$kv_cache_dtype,
+                       OptionalAttr<DenseF32ArrayAttr>:$k_scales,
+                       OptionalAttr<DenseF32ArrayAttr>:$v_scales);
   let results = (outs QLLM_Activation:$result);
+  // The builder without the optional KV-cache attributes.
+  let builders = [
+    OpBuilder<(ins "::mlir::Type":$result, "::mlir::Value":$query,
+                   "::mlir::Value":$key, "::mlir::Value":$value,
+                   "::mlir::IntegerAttr":$num_heads, "::mlir::IntegerAttr":$num_kv_heads,
+                   "::mlir::IntegerAttr":$head_dim, "::mlir::FloatAttr":$scale), [{
+      build($_builder, $_state, result, query, key, value, num_heads, num_kv_heads,
+            head_dim, scale, ::mlir::StringAttr(), ::mlir::DenseF32ArrayAttr(),
+            ::mlir::DenseF32ArrayAttr());
+    }]>
+  ];
   let assemblyFormat = [{
     $query `,` $key `,` $value attr-dict `:` type($query) `,` type($key) `,` type($value) `->` type($result)
   }];
