@@ -16,6 +16,7 @@
 #include "mlir/IR/MLIRContext.h"
 #include "mlir/IR/Verifier.h"
 #include "qopt-rt/tokenizer.h"
+#include "qopt/CodeGen/ArtifactWriter.h"
 #include "qopt/Dialect/QLLM/QLLMDialect.h"
 #include "qopt/Dialect/QONNX/QONNXOps.h"
 #include "qopt/Exec/ReferenceExecutor.h"
@@ -32,9 +33,11 @@
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/InitLLVM.h"
 #include "llvm/Support/MemoryBuffer.h"
+#include "llvm/Support/Path.h"
 #include "llvm/Support/ToolOutputFile.h"
 #include "llvm/Support/raw_ostream.h"
 
+#include <algorithm>
 #include <chrono>
 #include <map>
 #include <optional>
@@ -50,8 +53,16 @@ static cl::opt<std::string> modelPath(cl::Positional, cl::desc("<model: Hugging 
                                       cl::Required, cl::cat(cat));
 static cl::opt<std::string> emit("emit", cl::desc("Print the imported IR: -emit=mlir"),
                                  cl::value_desc("mlir"), cl::init(""), cl::cat(cat));
-static cl::opt<std::string> outputPath("o", cl::desc("Output file for -emit (default: stdout)"),
+// -o: a path ending in ".qopt" is the deployable artifact (docs/artifact.md);
+// any other path is where -emit writes (default: stdout).
+static cl::opt<std::string> outputPath("o", cl::desc("Output: OUT.qopt writes the deployable "
+                                                     "artifact; any other path receives -emit's "
+                                                     "output (default: stdout)"),
                                        cl::value_desc("file"), cl::init("-"), cl::cat(cat));
+static cl::opt<std::string> target("target",
+                                   cl::desc("Artifact target (-o OUT.qopt): cpu (this host, "
+                                            "default), x86-64-v3 (AVX2), x86-64-v4 (AVX-512)"),
+                                   cl::init("cpu"), cl::cat(cat));
 static cl::opt<std::string> evalPpl("eval-ppl", cl::desc("Measure perplexity on a text file"),
                                     cl::value_desc("text file"), cl::init(""), cl::cat(cat));
 static cl::opt<int64_t> evalCtx("eval-ctx", cl::desc("Perplexity window in tokens (default 256)"),
@@ -325,7 +336,9 @@ int main(int argc, char **argv) {
       "  qopt MODEL -eval-ppl=TEXT           perplexity (fp32 reference executor)\n"
       "  qopt MODEL -prompt=TEXT             greedy continuation\n"
       "  qopt MODEL -wquant=int4 [-method=gptq -calib=TEXT] [-eval-ppl=TEXT] [-report=F.json]\n"
-      "                                      quantize; with -eval-ppl, what it cost\n");
+      "                                      quantize; with -eval-ppl, what it cost\n"
+      "  qopt MODEL [-wquant=int4] -o OUT.qopt [-target=cpu|x86-64-v3|x86-64-v4]\n"
+      "                                      write the deployable artifact (docs/artifact.md)\n");
 
   if (!emit.empty() && emit != "mlir")
     return fail("-emit: unknown kind '" + emit + "' (supported: mlir)");
@@ -337,6 +350,14 @@ int main(int argc, char **argv) {
     return fail("-eval-chunks must be >= 0");
   if (maxNewTokens < 0)
     return fail("-max-new-tokens must be >= 0");
+  const bool writesArtifact = !outputPath.empty() && isArtifactPath(outputPath);
+  {
+    std::vector<std::string> targets = artifactTargets();
+    if (std::find(targets.begin(), targets.end(), target.getValue()) == targets.end())
+      return fail("-target: unknown target '" + target + "' (supported: cpu, x86-64-v3, x86-64-v4)");
+    if (given(target) && !writesArtifact)
+      return fail("-target applies to an artifact: add -o OUT.qopt");
+  }
 
   // Quantization flags, then the files they name, before any work.
   std::string error;
@@ -473,10 +494,29 @@ int main(int argc, char **argv) {
   }
 
   bool didSomething = quantize;
+  if (writesArtifact) {
+    didSomething = true;
+    auto t1 = std::chrono::steady_clock::now();
+    ArtifactOptions aopts;
+    aopts.outputPath = outputPath;
+    aopts.target = target;
+    aopts.tokenizerPath = tokenizerFile;
+    llvm::SmallString<256> genConfig(llvm::sys::fs::is_directory(modelPath)
+                                         ? modelPath.getValue()
+                                         : llvm::sys::path::parent_path(modelPath).str());
+    llvm::sys::path::append(genConfig, "generation_config.json");
+    aopts.generationConfigPath = std::string(genConfig);
+    if (!writeArtifact(*model.module, model.store, aopts, &error))
+      return fail(error);
+    if (tty)
+      llvm::errs() << llvm::format("qopt: wrote %s (-target=%s) in %.2f s\n",
+                                   outputPath.c_str(), target.c_str(), secondsSince(t1));
+  }
   if (emit == "mlir") {
     didSomething = true;
     std::error_code ec;
-    llvm::ToolOutputFile out(outputPath, ec, llvm::sys::fs::OF_Text);
+    llvm::ToolOutputFile out(writesArtifact ? std::string("-") : outputPath.getValue(), ec,
+                             llvm::sys::fs::OF_Text);
     if (ec)
       return fail(outputPath + ": " + ec.message());
     model.module->print(out.os());

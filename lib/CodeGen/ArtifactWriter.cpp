@@ -1,0 +1,575 @@
+//===- ArtifactWriter.cpp - the compiler side of OUT.qopt ------------------===//
+//
+// Walks the canonical decoder's @forward (embedding, 2 rms_norms + 7
+// linears + 1 attention per layer, final rms_norm, lm_head), plans every
+// tensor at a 4096-byte-aligned offset in name order, streams weights.bin
+// one tensor at a time (a quantized linear is read with loadQuantized and
+// packed with the runtime's own packer, so the layout cannot drift from the
+// kernels'), then writes the manifest. docs/artifact.md is the schema;
+// runtime/src/artifact/Artifact.cpp reads it.
+//
+//===----------------------------------------------------------------------===//
+#include "qopt/CodeGen/ArtifactWriter.h"
+
+#include "qopt/Dialect/QLLM/QLLMOps.h"
+#include "qopt/Import/DecoderBuilder.h"
+#include "qopt/Import/ModelConfig.h"
+#include "qopt/Quant/QuantFormat.h"
+#include "qopt/Quant/QuantReport.h"
+#include "qopt/Quant/Quantizer.h"
+#include "qopt-rt/artifact/Artifact.h"
+#include "qopt-rt/half.h"
+#include "qopt-rt/kernels/PackedLayout.h"
+
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "llvm/Support/FileSystem.h"
+#include "llvm/Support/FormatVariadic.h"
+#include "llvm/Support/JSON.h"
+#include "llvm/Support/Path.h"
+#include "llvm/Support/Process.h"
+#include "llvm/Support/raw_ostream.h"
+
+#include <cstring>
+#include <map>
+
+namespace qopt {
+
+namespace {
+
+/// How one tensor of weights.bin is produced.
+struct TensorPlan {
+  std::string name;
+  const WeightEntry *entry = nullptr;
+  bool packed = false;
+  qllm::QuantAttr quant;             // packed only
+  int64_t rows = 0, cols = 0;        // packed only
+  qrt::kernels::PackedFormat format; // packed only
+  std::string dtype;                 // "f32", "bf16", "u8"
+  std::vector<int64_t> shape;
+  std::string layout;
+  uint64_t offset = 0, nbytes = 0;
+  /// Float tensors whose bytes can be copied as they are.
+  bool rawCopy = false;
+};
+
+class Writer {
+public:
+  Writer(mlir::ModuleOp module, const WeightStore &store, const ArtifactOptions &options,
+         std::string *error)
+      : module_(module), store_(store), options_(options), error_(error) {}
+
+  bool run();
+
+private:
+  bool fail(const std::string &msg) {
+    *error_ = msg;
+    return false;
+  }
+  bool resolveTarget();
+  bool collect();
+  /// Plans the tensor behind `weight` (a qllm.param or qllm.qparam);
+  /// returns its artifact name ("" on error).
+  std::string planWeight(mlir::Value weight, const char *role, bool allowQuantized);
+  bool planFloat(const std::string &name);
+  llvm::json::Object linearJson(mlir::Value weight, mlir::Value bias, mlir::Operation *op,
+                                int64_t rows, int64_t cols, const std::string &where, bool *ok);
+  bool writeWeights(const std::string &path);
+  bool writeFiles(const std::string &dir);
+
+  mlir::ModuleOp module_;
+  const WeightStore &store_;
+  const ArtifactOptions &options_;
+  std::string *error_;
+
+  ModelConfig config_;
+  std::string isa_;
+  std::vector<std::string> features_;
+  std::map<std::string, TensorPlan> plans_; // sorted by name: the file order
+  llvm::json::Object model_;
+  uint64_t totalBytes_ = 0;
+  bool quantized_ = false;
+};
+
+bool Writer::resolveTarget() {
+  const std::string &t = options_.target;
+  if (t == "cpu" || t.empty()) {
+    isa_ = "host";
+    features_ = qrt::hostCpuFeatures();
+  } else if (t == "x86-64-v3" || t == "x86-64-v4") {
+    isa_ = t;
+    features_ = qrt::isaFeatures(t);
+  } else {
+    return fail("-target: unknown target '" + t + "' (supported: cpu, x86-64-v3, x86-64-v4)");
+  }
+  return true;
+}
+
+bool Writer::planFloat(const std::string &name) {
+  if (plans_.count(name))
+    return true;
+  const WeightEntry *e = store_.find(name);
+  if (!e)
+    return fail("weight '" + name + "' is not in the weight store");
+  if (!isFloat(e->dtype))
+    return fail("weight '" + name + "' has dtype " + dtypeName(e->dtype) + ", expected a float");
+  TensorPlan p;
+  p.name = name;
+  p.entry = e;
+  p.shape = e->shape;
+  p.layout = "row_major";
+  // f32 and bf16 keep their bytes (the reference executor reads exactly
+  // these values); f16 / f64 / transposed tensors become f32.
+  p.rawCopy = !e->transposed && (e->dtype == DType::F32 || e->dtype == DType::BF16);
+  p.dtype = p.rawCopy && e->dtype == DType::BF16 ? "bf16" : "f32";
+  p.nbytes = uint64_t(e->numElements()) * (p.dtype == "bf16" ? 2 : 4);
+  plans_[name] = std::move(p);
+  return true;
+}
+
+std::string Writer::planWeight(mlir::Value weight, const char *role, bool allowQuantized) {
+  mlir::Operation *def = weight.getDefiningOp();
+  if (auto param = llvm::dyn_cast_or_null<qllm::ParamOp>(def)) {
+    std::string name = param.getName().str();
+    return planFloat(name) ? name : "";
+  }
+  auto qparam = llvm::dyn_cast_or_null<qllm::QParamOp>(def);
+  if (!qparam) {
+    fail(std::string("the ") + role + " weight is not a qllm.param or qllm.qparam");
+    return "";
+  }
+  std::string name = qparam.getName().str();
+  auto type = qparam.getResult().getType();
+  quant::Format f = quant::fromAttr(type.getQuant());
+  auto unsupported = [&](const std::string &why) {
+    fail("weight '" + name + "': format '" + f.str() + "' is not supported by -target=" +
+         (options_.target.empty() ? "cpu" : options_.target) + " yet (" + why + ")");
+    return std::string();
+  };
+  if (!allowQuantized)
+    return unsupported(std::string("the ") + role + " must stay float");
+  if (f.kind != qllm::ElementKind::Int || (f.bits != 4 && f.bits != 8))
+    return unsupported("the CPU kernels run int4 and int8");
+  if (f.groupSize != -1 && (f.groupSize <= 0 || f.groupSize % qrt::kernels::kActBlock != 0))
+    return unsupported("group sizes must be multiples of " +
+                       std::to_string(qrt::kernels::kActBlock) + " or per-channel");
+  if (plans_.count(name))
+    return name;
+  auto shape = type.getShape();
+  if (shape.size() != 2) {
+    fail("weight '" + name + "' is not a 2-D quantized matrix");
+    return "";
+  }
+  TensorPlan p;
+  p.name = name;
+  p.packed = true;
+  p.quant = type.getQuant();
+  p.rows = shape[0];
+  p.cols = shape[1];
+  p.format.bits = int(f.bits);
+  p.format.groupSize = f.groupSize == -1 ? 0 : int(f.groupSize);
+  p.format.symmetric = f.symmetric;
+  std::string err;
+  qrt::kernels::PackedGeometry g;
+  if (!qrt::kernels::validateFormat(p.format, &err) ||
+      !qrt::kernels::computeGeometry(p.format, p.rows, p.cols, &g, &err))
+    return unsupported(err);
+  p.dtype = "u8";
+  p.layout = qrt::kernels::layoutId(p.format);
+  p.nbytes = uint64_t(g.totalBytes);
+  p.shape = {g.totalBytes};
+  plans_[name] = std::move(p);
+  quantized_ = true;
+  return name;
+}
+
+llvm::json::Object Writer::linearJson(mlir::Value weight, mlir::Value bias, mlir::Operation *op,
+                                      int64_t rows, int64_t cols, const std::string &where,
+                                      bool *ok) {
+  *ok = false;
+  llvm::json::Object out;
+  std::string name = planWeight(weight, where.c_str(), /*allowQuantized=*/true);
+  if (name.empty())
+    return out;
+  const TensorPlan &p = plans_[name];
+  int64_t r = p.packed ? p.rows : (p.shape.size() == 2 ? p.shape[0] : -1);
+  int64_t c = p.packed ? p.cols : (p.shape.size() == 2 ? p.shape[1] : -1);
+  if (r != rows || c != cols) {
+    fail(where + ": weight '" + name + "' is " + std::to_string(r) + "x" + std::to_string(c) +
+         ", the config implies " + std::to_string(rows) + "x" + std::to_string(cols) +
+         " (not the canonical decoder?)");
+    return out;
+  }
+  out["weight"] = name;
+  out["out_features"] = rows;
+  out["in_features"] = cols;
+  out["layout"] = p.layout;
+  if (p.packed) {
+    out["format"] = p.format.bits == 4 ? "int4" : "int8";
+    out["bits"] = p.format.bits;
+    out["group_size"] = p.format.groupSize;
+    out["symmetric"] = p.format.symmetric;
+  } else {
+    out["format"] = p.dtype;
+    out["bits"] = 0;
+    out["group_size"] = 0;
+    out["symmetric"] = false;
+  }
+  out["bias"] = nullptr;
+  if (bias) {
+    std::string b = planWeight(bias, "bias", /*allowQuantized=*/false);
+    if (b.empty())
+      return out;
+    out["bias"] = b;
+  }
+  out["act_quant"] = nullptr;
+  if (auto linear = llvm::dyn_cast_or_null<qllm::LinearOp>(op)) {
+    if (auto mode = linear.getActQuant()) {
+      llvm::json::Object aq;
+      aq["mode"] = mode->str();
+      aq["type"] = linear.getActQuantType() ? linear.getActQuantType()->str() : "int8";
+      aq["scale"] = linear.getActScale() ? linear.getActScale()->convertToDouble() : 0.0;
+      out["act_quant"] = std::move(aq);
+    }
+  }
+  *ok = true;
+  return out;
+}
+
+bool Writer::collect() {
+  auto func = module_.lookupSymbol<mlir::func::FuncOp>("forward");
+  if (!func)
+    return fail("the module has no func.func @forward");
+  if (!getConfigAttr(module_, &config_, error_))
+    return false;
+  qllm::EmbeddingOp embedding;
+  qllm::LMHeadOp lmHead;
+  std::vector<qllm::RMSNormOp> norms;
+  std::vector<qllm::LinearOp> linears;
+  std::vector<qllm::AttentionOp> attentions;
+  func.walk([&](mlir::Operation *op) {
+    if (auto e = llvm::dyn_cast<qllm::EmbeddingOp>(op))
+      embedding = e;
+    else if (auto n = llvm::dyn_cast<qllm::RMSNormOp>(op))
+      norms.push_back(n);
+    else if (auto l = llvm::dyn_cast<qllm::LinearOp>(op))
+      linears.push_back(l);
+    else if (auto a = llvm::dyn_cast<qllm::AttentionOp>(op))
+      attentions.push_back(a);
+    else if (auto h = llvm::dyn_cast<qllm::LMHeadOp>(op))
+      lmHead = h;
+  });
+  const size_t L = size_t(config_.numLayers);
+  if (!embedding || !lmHead || norms.size() != 2 * L + 1 || linears.size() != 7 * L ||
+      attentions.size() != L)
+    return fail("@forward is not the canonical decoder: expected 1 embedding, " +
+                std::to_string(2 * L + 1) + " rms_norm, " + std::to_string(7 * L) +
+                " linear, " + std::to_string(L) + " attention and 1 lm_head ops for " +
+                std::to_string(L) + " layers");
+
+  const int64_t H = config_.hiddenSize, I = config_.intermediateSize, D = config_.headDim;
+  const int64_t qOut = config_.numHeads * D, kvOut = config_.numKvHeads * D;
+  std::string emb = planWeight(embedding.getTable(), "embedding", false);
+  if (emb.empty())
+    return false;
+  model_["embedding"] = emb;
+  std::string fin = planWeight(norms.back().getWeight(), "final norm", false);
+  if (fin.empty())
+    return false;
+  model_["final_norm"] = fin;
+  bool ok;
+  model_["lm_head"] = linearJson(lmHead.getWeight(), mlir::Value(), lmHead, config_.vocabSize, H,
+                                 "lm_head", &ok);
+  if (!ok)
+    return false;
+
+  llvm::json::Array layers;
+  static const char *keys[7] = {"q", "k", "v", "o", "gate", "up", "down"};
+  const int64_t outs[7] = {qOut, kvOut, kvOut, H, I, I, H};
+  const int64_t ins[7] = {H, H, H, qOut, H, H, I};
+  for (size_t i = 0; i < L; ++i) {
+    llvm::json::Object layer;
+    const std::string where = "layer " + std::to_string(i);
+    std::string n0 = planWeight(norms[2 * i].getWeight(), "input norm", false);
+    std::string n1 = planWeight(norms[2 * i + 1].getWeight(), "post-attention norm", false);
+    if (n0.empty() || n1.empty())
+      return false;
+    layer["input_norm"] = n0;
+    layer["post_attention_norm"] = n1;
+    for (int j = 0; j < 7; ++j) {
+      qllm::LinearOp op = linears[7 * i + j];
+      layer[keys[j]] = linearJson(op.getWeight(), op.getBias(), op, outs[j], ins[j],
+                                  where + " " + keys[j], &ok);
+      if (!ok)
+        return false;
+    }
+    qllm::AttentionOp att = attentions[i];
+    llvm::json::Object kv;
+    kv["dtype"] = att.getKvCacheDtype() ? llvm::json::Value(att.getKvCacheDtype()->str())
+                                        : llvm::json::Value(nullptr);
+    auto scales = [](std::optional<llvm::ArrayRef<float>> s) -> llvm::json::Value {
+      if (!s)
+        return nullptr;
+      llvm::json::Array a;
+      for (float x : *s)
+        a.push_back(double(x));
+      return a;
+    };
+    kv["k_scales"] = scales(att.getKScales());
+    kv["v_scales"] = scales(att.getVScales());
+    layer["kv_cache"] = std::move(kv);
+    layers.push_back(std::move(layer));
+  }
+  model_["layers"] = std::move(layers);
+
+  // Offsets, in name order.
+  uint64_t off = 0;
+  for (auto &[name, p] : plans_) {
+    p.offset = off;
+    off += (p.nbytes + qrt::kArtifactAlign - 1) / qrt::kArtifactAlign * qrt::kArtifactAlign;
+  }
+  // The file ends right after the last tensor (no trailing padding).
+  totalBytes_ = 0;
+  for (auto &[name, p] : plans_)
+    totalBytes_ = std::max(totalBytes_, p.offset + p.nbytes);
+  return true;
+}
+
+bool Writer::writeWeights(const std::string &path) {
+  std::error_code ec;
+  llvm::raw_fd_ostream os(path, ec, llvm::sys::fs::OF_None);
+  if (ec)
+    return fail(path + ": " + ec.message());
+  uint64_t pos = 0;
+  std::vector<uint8_t> buffer;
+  for (auto &[name, p] : plans_) {
+    os.write_zeros(unsigned(p.offset - pos));
+    pos = p.offset;
+    if (p.packed) {
+      quant::QuantizedMatrix q;
+      std::string err;
+      if (!quant::loadQuantized(store_, name, p.quant, p.rows, p.cols, &q, &err))
+        return fail("weight '" + name + "': " + err);
+      qrt::kernels::RefQuantMatrix ref;
+      ref.rows = q.rows;
+      ref.cols = q.cols;
+      ref.bits = p.format.bits;
+      ref.groupSize = p.format.groupSize;
+      ref.symmetric = p.format.symmetric;
+      ref.codes = q.codes.data();
+      ref.scales = q.scales.data();
+      ref.zeros = p.format.symmetric ? nullptr : q.zeros.data();
+      buffer.assign(p.nbytes, 0);
+      if (!qrt::kernels::packWeights(ref, p.format, buffer.data(), buffer.size(), &err))
+        return fail("weight '" + name + "': cannot pack for the CPU kernels: " + err);
+      os.write(reinterpret_cast<const char *>(buffer.data()), buffer.size());
+    } else if (p.rawCopy) {
+      os.write(reinterpret_cast<const char *>(p.entry->data), p.nbytes);
+    } else {
+      std::vector<float> f = store_.readF32(*p.entry);
+      os.write(reinterpret_cast<const char *>(f.data()), f.size() * sizeof(float));
+    }
+    pos += p.nbytes;
+  }
+  os.close();
+  if (os.has_error())
+    return fail(path + ": write failed: " + os.error().message());
+  return true;
+}
+
+llvm::json::Value configJson(const ModelConfig &c) {
+  llvm::json::Object rope{{"rope_type", c.ropeScaling.type},
+                          {"factor", c.ropeScaling.factor},
+                          {"low_freq_factor", c.ropeScaling.lowFreqFactor},
+                          {"high_freq_factor", c.ropeScaling.highFreqFactor},
+                          {"original_max_position_embeddings",
+                           c.ropeScaling.originalMaxPositionEmbeddings}};
+  return llvm::json::Object{
+      {"architecture", c.architecture},
+      {"vocab_size", c.vocabSize},
+      {"hidden_size", c.hiddenSize},
+      {"intermediate_size", c.intermediateSize},
+      {"num_hidden_layers", c.numLayers},
+      {"num_attention_heads", c.numHeads},
+      {"num_key_value_heads", c.numKvHeads},
+      {"head_dim", c.headDim},
+      {"max_position_embeddings", c.maxPositionEmbeddings},
+      {"rms_norm_eps", c.rmsNormEps},
+      {"rope_theta", c.ropeTheta},
+      {"rope_scaling", std::move(rope)},
+      {"tie_word_embeddings", c.tieWordEmbeddings},
+      {"attention_bias", c.attentionBias},
+      {"bos_token_id", c.bosTokenId ? llvm::json::Value(*c.bosTokenId) : nullptr},
+      {"eos_token_id", c.eosTokenId ? llvm::json::Value(*c.eosTokenId) : nullptr},
+  };
+}
+
+bool writeText(const std::string &path, const std::string &text, std::string *error) {
+  std::error_code ec;
+  llvm::raw_fd_ostream os(path, ec, llvm::sys::fs::OF_None);
+  if (ec) {
+    *error = path + ": " + ec.message();
+    return false;
+  }
+  os << text;
+  os.close();
+  if (os.has_error()) {
+    *error = path + ": write failed";
+    return false;
+  }
+  return true;
+}
+
+bool Writer::writeFiles(const std::string &dir) {
+  if (!writeWeights(dir + "/weights.bin"))
+    return false;
+
+  bool haveTokenizer = !options_.tokenizerPath.empty() &&
+                       llvm::sys::fs::is_regular_file(options_.tokenizerPath);
+  bool haveGenConfig = !options_.generationConfigPath.empty() &&
+                       llvm::sys::fs::is_regular_file(options_.generationConfigPath);
+  if (haveTokenizer)
+    if (auto ec = llvm::sys::fs::copy_file(options_.tokenizerPath, dir + "/tokenizer.json"))
+      return fail(options_.tokenizerPath + ": cannot copy: " + ec.message());
+  if (haveGenConfig)
+    if (auto ec =
+            llvm::sys::fs::copy_file(options_.generationConfigPath, dir + "/generation_config.json"))
+      return fail(options_.generationConfigPath + ": cannot copy: " + ec.message());
+
+  std::string ir;
+  {
+    llvm::raw_string_ostream os(ir);
+    module_.print(os);
+    os << "\n";
+  }
+  if (!writeText(dir + "/model.mlir", ir, error_))
+    return false;
+
+  // The report: the caller's, else the weights' formats and sizes.
+  std::string report = options_.reportJson;
+  if (report.empty() && quantized_) {
+    quant::ModelReport r;
+    if (!quant::describeWeights(module_, store_, &r, error_))
+      return false;
+    llvm::json::Array weights;
+    for (const quant::WeightReport &w : r.weights) {
+      llvm::json::Array shape;
+      for (int64_t d : w.shape)
+        shape.push_back(d);
+      weights.push_back(llvm::json::Object{{"name", w.name},
+                                           {"role", w.role},
+                                           {"format", w.format},
+                                           {"quantized", w.quantized},
+                                           {"shape", std::move(shape)},
+                                           {"parameters", w.parameters},
+                                           {"bytes", w.bytes},
+                                           {"bits_per_weight", w.bitsPerWeight}});
+    }
+    llvm::json::Object root{
+        {"weights", std::move(weights)},
+        {"totals", llvm::json::Object{{"parameters", r.parameters},
+                                      {"quantized_bytes", r.bytes},
+                                      {"quantized_parameters", r.quantizedParameters},
+                                      {"quantized_bits_per_weight", r.quantizedBitsPerWeight},
+                                      {"average_bits_per_weight", r.averageBitsPerWeight}}}};
+    report = llvm::formatv("{0:2}", llvm::json::Value(std::move(root))).str() + "\n";
+  }
+  if (!report.empty() && !writeText(dir + "/report.json", report, error_))
+    return false;
+
+  llvm::json::Array tensors;
+  for (const auto &[name, p] : plans_) {
+    llvm::json::Array shape;
+    for (int64_t d : p.shape)
+      shape.push_back(d);
+    tensors.push_back(llvm::json::Object{{"name", name},
+                                         {"dtype", p.dtype},
+                                         {"shape", std::move(shape)},
+                                         {"layout", p.layout},
+                                         {"offset", int64_t(p.offset)},
+                                         {"nbytes", int64_t(p.nbytes)}});
+  }
+  llvm::json::Array feats;
+  for (const std::string &f : features_)
+    feats.push_back(f);
+  auto fileOrNull = [](bool present, const char *name) -> llvm::json::Value {
+    return present ? llvm::json::Value(name) : llvm::json::Value(nullptr);
+  };
+  llvm::json::Object manifest{
+      {"format", "qopt-artifact"},
+      {"version", qrt::kArtifactVersion},
+      {"producer", "qopt"},
+      {"target", llvm::json::Object{{"isa", isa_}, {"features", std::move(feats)}}},
+      {"config", configJson(config_)},
+      {"files", llvm::json::Object{{"weights", "weights.bin"},
+                                   {"tokenizer", fileOrNull(haveTokenizer, "tokenizer.json")},
+                                   {"generation_config",
+                                    fileOrNull(haveGenConfig, "generation_config.json")},
+                                   {"ir", "model.mlir"},
+                                   {"report", fileOrNull(!report.empty(), "report.json")}}},
+      {"alignment", int64_t(qrt::kArtifactAlign)},
+      {"weights_bytes", int64_t(totalBytes_)},
+      {"tensors", std::move(tensors)},
+      {"model", std::move(model_)},
+  };
+  std::string text = llvm::formatv("{0:2}", llvm::json::Value(std::move(manifest))).str() + "\n";
+  return writeText(dir + "/manifest.json", text, error_);
+}
+
+bool Writer::run() {
+  std::string out = options_.outputPath;
+  while (out.size() > 1 && out.back() == '/')
+    out.pop_back();
+  if (out.empty())
+    return fail("-o: no artifact path");
+  if (!resolveTarget() || !collect())
+    return false;
+  // An existing artifact (or an empty directory) is replaced; anything
+  // else there is not ours to delete.
+  if (llvm::sys::fs::exists(out)) {
+    bool replaceable = false;
+    if (llvm::sys::fs::is_directory(out)) {
+      std::error_code ec;
+      replaceable = llvm::sys::fs::exists(out + "/manifest.json") ||
+                    llvm::sys::fs::directory_iterator(out, ec) ==
+                        llvm::sys::fs::directory_iterator();
+    }
+    if (!replaceable)
+      return fail(out + ": exists and is not a qopt artifact (refusing to replace it)");
+  }
+  const std::string tmp =
+      out + ".tmp-" + std::to_string(llvm::sys::Process::getProcessId());
+  (void)llvm::sys::fs::remove_directories(tmp);
+  if (auto ec = llvm::sys::fs::create_directories(tmp))
+    return fail(tmp + ": cannot create: " + ec.message());
+  if (!writeFiles(tmp)) {
+    (void)llvm::sys::fs::remove_directories(tmp);
+    return false;
+  }
+  if (llvm::sys::fs::exists(out))
+    (void)llvm::sys::fs::remove_directories(out);
+  if (auto ec = llvm::sys::fs::rename(tmp, out)) {
+    (void)llvm::sys::fs::remove_directories(tmp);
+    return fail(out + ": cannot rename the finished artifact into place: " + ec.message());
+  }
+  return true;
+}
+
+} // namespace
+
+bool isArtifactPath(const std::string &path) {
+  std::string p = path;
+  while (p.size() > 1 && p.back() == '/')
+    p.pop_back();
+  return llvm::StringRef(p).ends_with(".qopt");
+}
+
+std::vector<std::string> artifactTargets() { return {"cpu", "x86-64-v3", "x86-64-v4"}; }
+
+bool writeArtifact(mlir::ModuleOp module, const WeightStore &store,
+                   const ArtifactOptions &options, std::string *error) {
+  std::string scratch;
+  Writer w(module, store, options, error ? error : &scratch);
+  return w.run();
+}
+
+} // namespace qopt
