@@ -1,0 +1,37 @@
+//===- FromArtifact.h - model weight views over a loaded artifact -*- C++ -*-===//
+//
+// Maps an Artifact's manifest entries (dtype, layout id, shapes) onto the
+// executor's ModelWeights views, checking that every packed blob is large
+// enough for its layout's geometry. The weights stay in the artifact's
+// mapping; only biases are converted to owned fp32.
+//
+//===----------------------------------------------------------------------===//
+#ifndef QOPT_RT_MODEL_FROMARTIFACT_H
+#define QOPT_RT_MODEL_FROMARTIFACT_H
+
+#include "qopt-rt/artifact/Artifact.h"
+#include "qopt-rt/model/ModelWeights.h"
+#include "qopt-rt/serving/KVCache.h"
+
+#include <string>
+#include <vector>
+
+namespace qrt::model {
+
+/// Weight views of an artifact plus what they need to own.
+struct ArtifactModel {
+  ModelWeights weights;
+  /// KV element type the artifact asks for (bf16 when unspecified).
+  serving::KVDType kvType = serving::KVDType::BF16;
+  /// Per layer, per kv head (int8/fp8 KV only; empty otherwise).
+  std::vector<std::vector<float>> kScales, vScales;
+  std::vector<std::vector<float>> ownedBiases;
+};
+
+/// Fills *out from `art` (which must outlive it). False with *error naming
+/// the tensor on an unsupported format or an inconsistent size.
+bool modelFromArtifact(const Artifact &art, ArtifactModel *out, std::string *error);
+
+} // namespace qrt::model
+
+#endif // QOPT_RT_MODEL_FROMARTIFACT_H

@@ -1,0 +1,81 @@
+//===- ModelWeights.h - what the CPU executor reads: dims + weight views -*- C++ -*-===//
+//
+// A non-owning description of a Llama-family decoder: its dimensions and,
+// per tensor, a pointer into wherever the weights live (normally a
+// memory-mapped artifact). Keeping this separate from the artifact format
+// lets the executor be tested on weights built in memory, and lets the
+// artifact evolve without touching the compute code.
+//
+//===----------------------------------------------------------------------===//
+#ifndef QOPT_RT_MODEL_MODELWEIGHTS_H
+#define QOPT_RT_MODEL_MODELWEIGHTS_H
+
+#include "qopt-rt/kernels/PackedLayout.h"
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace qrt::model {
+
+/// Storage of one weight tensor.
+enum class WeightFormat : uint8_t {
+  F32,    ///< fp32, row-major
+  BF16,   ///< bf16, row-major
+  Packed, ///< int4/int8 in the x86 kernels' packed layout (linears only)
+};
+
+/// A row-major [rows, cols] tensor (a norm is [1, cols]).
+struct TensorView {
+  WeightFormat format = WeightFormat::F32;
+  int64_t rows = 0, cols = 0;
+  const void *data = nullptr;      ///< F32 / BF16 data
+  kernels::PackedView packed;      ///< Packed data
+  bool valid() const {
+    return format == WeightFormat::Packed ? packed.data != nullptr : data != nullptr;
+  }
+};
+
+/// Rotary scaling as transformers' rope_scaling ("" / "default", "linear",
+/// "llama3").
+struct RopeScaling {
+  std::string type;
+  double factor = 1.0;
+  double lowFreqFactor = 1.0;
+  double highFreqFactor = 4.0;
+  double originalMaxPositionEmbeddings = 8192;
+};
+
+/// Dimensions of the decoder.
+struct ModelDims {
+  int32_t hidden = 0, layers = 0, heads = 0, kvHeads = 0, headDim = 0;
+  int32_t intermediate = 0, vocab = 0;
+  int32_t maxPositions = 2048;
+  double rmsEps = 1e-5;
+  double ropeTheta = 10000.0;
+  RopeScaling ropeScaling;
+};
+
+/// Weights of one decoder layer. Biases are optional fp32 vectors.
+struct LayerWeights {
+  TensorView inputNorm, postAttentionNorm;
+  TensorView q, k, v, o, gate, up, down;
+  const float *qBias = nullptr, *kBias = nullptr, *vBias = nullptr;
+};
+
+/// The whole model.
+struct ModelWeights {
+  ModelDims dims;
+  TensorView embedding; ///< [vocab, hidden], F32 or BF16
+  std::vector<LayerWeights> layers;
+  TensorView finalNorm;
+  TensorView lmHead;    ///< [vocab, hidden]; may alias the embedding
+};
+
+/// "" when `w` is consistent (shapes match dims, every tensor present,
+/// formats usable), else one line naming the first bad tensor.
+std::string validateWeights(const ModelWeights &w);
+
+} // namespace qrt::model
+
+#endif // QOPT_RT_MODEL_MODELWEIGHTS_H

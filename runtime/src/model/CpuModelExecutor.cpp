@@ -1,0 +1,589 @@
+//===- CpuModelExecutor.cpp - Llama decoder forward pass over a paged KV pool ===//
+//
+// One step = every new token of every scheduled sequence, concatenated
+// ([T, hidden] activations). Per layer: norm -> q/k/v -> rotary + KV write
+// through the slot mapping -> paged attention through the block tables ->
+// o -> residual -> norm -> gate/up -> SwiGLU -> down -> residual. Matches
+// the compiler's reference executor (lib/Exec/Kernels.cpp) formula for
+// formula; only summation orders differ.
+//
+//===----------------------------------------------------------------------===//
+#include "qopt-rt/model/CpuModelExecutor.h"
+
+#include "qopt-rt/half.h"
+#include "qopt-rt/kernels/ThreadPool.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+namespace qrt::model {
+
+using kernels::ThreadPool;
+using serving::KVDType;
+using serving::StepBatch;
+
+// --- small helpers ---------------------------------------------------------
+
+/// Runs f(begin, end) over [0, n) split evenly across the pool's workers
+/// (inline when n is small).
+template <class F>
+static void parallelRange(ThreadPool &pool, int64_t n, int64_t minPerWorker, F &&f) {
+  int64_t parts = std::min<int64_t>(pool.size(), std::max<int64_t>(1, n / std::max<int64_t>(1, minPerWorker)));
+  if (parts <= 1) {
+    if (n > 0)
+      f(int64_t(0), n, 0);
+    return;
+  }
+  pool.run(int(parts), [&](int w) {
+    int64_t b = n * w / parts, e = n * (w + 1) / parts;
+    if (b < e)
+      f(b, e, w);
+  });
+}
+
+/// Work (multiply-adds) below which a kernel stays on the calling thread:
+/// a fork-join costs microseconds, and much more when the machine is
+/// oversubscribed and a worker has to be scheduled first.
+static constexpr int64_t kMinParallelMacs = int64_t(1) << 19;
+
+/// fp32 dot product with 8 independent partial sums (vectorizable).
+static inline float dot(const float *a, const float *b, int64_t n) {
+  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int j = 0; j < 8; ++j)
+      acc[j] += a[i + j] * b[i + j];
+  float s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+  for (; i < n; ++i)
+    s += a[i] * b[i];
+  return s;
+}
+
+// The float GEMM's hot loops are compiled for AVX-512, AVX2 and the
+// baseline, picked at load time (the runtime is built for baseline x86-64).
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define QRT_MULTIVERSION __attribute__((target_clones("avx512f", "avx2,fma", "default")))
+#else
+#define QRT_MULTIVERSION
+#endif
+
+QRT_MULTIVERSION
+static void floatGemmRows(const TensorView &w, const float *x, int64_t m, float *y,
+                          const float *bias, int64_t begin, int64_t end) {
+  const int64_t n = w.rows, k = w.cols;
+  std::vector<float> row(w.format == WeightFormat::BF16 ? size_t(k) : 0);
+  for (int64_t r = begin; r < end; ++r) {
+    const float *wr;
+    if (w.format == WeightFormat::F32) {
+      wr = static_cast<const float *>(w.data) + r * k;
+    } else {
+      const uint16_t *src = static_cast<const uint16_t *>(w.data) + r * k;
+      for (int64_t i = 0; i < k; ++i) {
+        uint32_t bits = uint32_t(src[i]) << 16;
+        std::memcpy(&row[i], &bits, 4);
+      }
+      wr = row.data();
+    }
+    const float bb = bias ? bias[r] : 0.0f;
+    for (int64_t i = 0; i < m; ++i) {
+      const float *xi = x + i * k;
+      float acc[16] = {};
+      int64_t j = 0;
+      for (; j + 16 <= k; j += 16)
+        for (int u = 0; u < 16; ++u)
+          acc[u] += xi[j + u] * wr[j + u];
+      float s = 0;
+      for (int u = 0; u < 16; ++u)
+        s += acc[u];
+      for (; j < k; ++j)
+        s += xi[j] * wr[j];
+      y[i * n + r] = s + bb;
+    }
+  }
+}
+
+static void rowToF32(const TensorView &t, int64_t row, float *out) {
+  if (t.format == WeightFormat::F32) {
+    std::memcpy(out, static_cast<const float *>(t.data) + row * t.cols, sizeof(float) * t.cols);
+  } else {
+    const uint16_t *src = static_cast<const uint16_t *>(t.data) + row * t.cols;
+    for (int64_t i = 0; i < t.cols; ++i)
+      out[i] = bf16ToF32(src[i]);
+  }
+}
+
+bool linearForward(const TensorView &w, const float *x, int64_t m, float *y,
+                   const float *bias, kernels::Activations act, ThreadPool &pool,
+                   std::string *error) {
+  if (m <= 0)
+    return true;
+  if (w.format == WeightFormat::Packed) {
+    kernels::GemmOptions o;
+    o.activations = act;
+    o.pool = &pool;
+    const int64_t k = w.packed.geometry.cols, n = w.packed.geometry.rows;
+    // A small GEMV finishes before a second thread would wake up.
+    if (m * n * k < kMinParallelMacs)
+      o.threads = 1;
+    return kernels::qgemm(w.packed, x, m, k, y, n, bias, o, error);
+  }
+  const int64_t n = w.rows;
+  // Split over output rows: each weight row is read once (converted to fp32
+  // in a per-worker buffer for bf16) and dotted with all m activation rows.
+  const int64_t k = w.cols;
+  parallelRange(pool, n, std::max<int64_t>(8, kMinParallelMacs / std::max<int64_t>(1, k * m)),
+                [&](int64_t b, int64_t e, int) {
+    floatGemmRows(w, x, m, y, bias, b, e);
+  });
+  return true;
+}
+
+std::vector<float> ropeInvFreq(int32_t rotaryDim, double theta, const RopeScaling &s) {
+  // 1.0 / (base ** (arange(0, dim, 2).float() / dim)) in fp32, as transformers.
+  const int32_t half = rotaryDim / 2;
+  std::vector<float> inv(half);
+  const float base = float(theta);
+  for (int32_t i = 0; i < half; ++i)
+    inv[i] = 1.0f / std::pow(base, float(2 * i) / float(rotaryDim));
+  if (s.type == "linear") {
+    for (float &f : inv)
+      f = f / float(s.factor);
+  } else if (s.type == "llama3") {
+    // transformers' _compute_llama3_parameters with fp32 tensors.
+    const float factor = float(s.factor);
+    const float oldCtx = float(s.originalMaxPositionEmbeddings);
+    const float lowWavelen = float(s.originalMaxPositionEmbeddings / s.lowFreqFactor);
+    const float highWavelen = float(s.originalMaxPositionEmbeddings / s.highFreqFactor);
+    const float twoPi = float(2.0 * M_PI);
+    const float lowF = float(s.lowFreqFactor);
+    const float span = float(s.highFreqFactor - s.lowFreqFactor);
+    for (float &f : inv) {
+      float wavelen = (1.0f / f) * twoPi;
+      float llama = wavelen > lowWavelen ? f / factor : f;
+      float smooth = ((1.0f / wavelen) * oldCtx - lowF) / span;
+      float smoothed = (1.0f - smooth) * llama / factor + smooth * llama;
+      bool medium = !(wavelen < highWavelen) && !(wavelen > lowWavelen);
+      f = medium ? smoothed : llama;
+    }
+  }
+  return inv;
+}
+
+static float fp8Decode(uint8_t b) {
+  int e = (b >> 3) & 15, m = b & 7;
+  float v = e == 0 ? std::ldexp(float(m) / 8.0f, -6) : std::ldexp(1.0f + float(m) / 8.0f, e - 7);
+  return (b & 0x80) ? -v : v;
+}
+
+// --- construction ----------------------------------------------------------
+
+CpuModelExecutor::CpuModelExecutor(const ModelWeights &w, serving::KVCache &kv,
+                                   const ExecutorOptions &o)
+    : w_(w), kv_(kv), opt_(o), pool_(o.pool ? o.pool : &ThreadPool::global()) {}
+
+CpuModelExecutor::~CpuModelExecutor() = default;
+
+static std::vector<float> toF32(const TensorView &t) {
+  std::vector<float> v(size_t(t.rows * t.cols));
+  for (int64_t r = 0; r < t.rows; ++r)
+    rowToF32(t, r, v.data() + r * t.cols);
+  return v;
+}
+
+std::unique_ptr<CpuModelExecutor>
+CpuModelExecutor::create(const ModelWeights &weights, serving::KVCache &kv,
+                         const ExecutorOptions &options, std::string *error) {
+  std::string e = validateWeights(weights);
+  if (e.empty()) {
+    const serving::KVCacheSpec &s = kv.spec();
+    if (s.numLayers != weights.dims.layers || s.numKVHeads != weights.dims.kvHeads ||
+        s.headDim != weights.dims.headDim)
+      e = "the KV pool's shape (layers " + std::to_string(s.numLayers) + ", kv heads " +
+          std::to_string(s.numKVHeads) + ", head_dim " + std::to_string(s.headDim) +
+          ") does not match the model's";
+  }
+  if (!e.empty()) {
+    if (error)
+      *error = e;
+    return nullptr;
+  }
+  std::unique_ptr<CpuModelExecutor> x(new CpuModelExecutor(weights, kv, options));
+  x->invFreq_ = ropeInvFreq(weights.dims.headDim, weights.dims.ropeTheta,
+                            weights.dims.ropeScaling);
+  for (const LayerWeights &l : weights.layers) {
+    x->inNorm_.push_back(toF32(l.inputNorm));
+    x->postNorm_.push_back(toF32(l.postAttentionNorm));
+  }
+  x->finalNorm_ = toF32(weights.finalNorm);
+  for (int c = 0; c < 127; ++c)
+    x->fp8Table_.push_back(fp8Decode(uint8_t(c)));
+  return x;
+}
+
+// --- batch validation ------------------------------------------------------
+
+std::string CpuModelExecutor::checkBatch(const StepBatch &b) const {
+  const int32_t T = b.numTokens(), S = b.numSeqs();
+  if (int32_t(b.positions.size()) != T || int32_t(b.slotMapping.size()) != T)
+    return "step batch: positions/slot mapping sizes differ from the token count";
+  if (int32_t(b.queryStart.size()) != S + 1 || int32_t(b.contextLens.size()) != S ||
+      int32_t(b.blockTableStart.size()) != S + 1)
+    return "step batch: per-sequence array sizes are inconsistent";
+  if (b.blockSize != kv_.spec().blockSize)
+    return "step batch: block size " + std::to_string(b.blockSize) +
+           " differs from the KV pool's " + std::to_string(kv_.spec().blockSize);
+  if (S > 0 && (b.queryStart[0] != 0 || b.queryStart[S] != T))
+    return "step batch: query starts do not cover the tokens";
+  const int64_t slots = int64_t(kv_.numBlocks()) * b.blockSize;
+  for (int32_t t = 0; t < T; ++t) {
+    if (b.tokenIds[t] < 0 || b.tokenIds[t] >= w_.dims.vocab)
+      return "step batch: token id " + std::to_string(b.tokenIds[t]) +
+             " is outside the vocabulary (" + std::to_string(w_.dims.vocab) + ")";
+    if (b.slotMapping[t] < 0 || b.slotMapping[t] >= slots)
+      return "step batch: KV slot " + std::to_string(b.slotMapping[t]) + " is outside the pool";
+    if (b.positions[t] < 0)
+      return "step batch: negative position";
+  }
+  for (int32_t s = 0; s < S; ++s) {
+    int32_t q0 = b.queryStart[s], q1 = b.queryStart[s + 1];
+    if (q1 < q0)
+      return "step batch: query starts decrease";
+    int32_t ctx = b.contextLens[s];
+    int64_t nb = b.blockTableStart[s + 1] - b.blockTableStart[s];
+    if (ctx < q1 - q0 || nb * b.blockSize < ctx || b.blockTableStart[s] < 0 ||
+        b.blockTableStart[s + 1] > int32_t(b.blockTable.size()))
+      return "step batch: sequence " + std::to_string(s) + "'s block table does not cover its context";
+    for (int64_t j = b.blockTableStart[s]; j < b.blockTableStart[s + 1]; ++j)
+      if (b.blockTable[j] < 0 || b.blockTable[j] >= kv_.numBlocks())
+        return "step batch: block id " + std::to_string(b.blockTable[j]) + " is outside the pool";
+    for (int32_t t = q0; t < q1; ++t)
+      if (b.positions[t] >= ctx)
+        return "step batch: position " + std::to_string(b.positions[t]) +
+               " is beyond the context length " + std::to_string(ctx);
+  }
+  for (size_t i = 0; i < b.sampleIndices.size(); ++i)
+    if (b.sampleIndices[i] < 0 || b.sampleIndices[i] >= S ||
+        b.queryStart[b.sampleIndices[i] + 1] == b.queryStart[b.sampleIndices[i]])
+      return "step batch: bad sample index";
+  return "";
+}
+
+// --- the forward pass ------------------------------------------------------
+
+namespace {
+/// Stores / loads one KV element of the pool's type.
+struct KVCodec {
+  KVDType type;
+  const std::vector<float> *fp8;
+  inline void store(void *base, int64_t idx, float x, float scale) const {
+    // Quantized pools: stored = round(x / scale), as the KV pool specifies.
+    switch (type) {
+    case KVDType::BF16:
+      static_cast<uint16_t *>(base)[idx] = f32ToBf16(x);
+      break;
+    case KVDType::F16:
+      static_cast<uint16_t *>(base)[idx] = f32ToF16(x);
+      break;
+    case KVDType::I8: {
+      float r = std::nearbyint(x / scale);
+      r = std::min(127.0f, std::max(-127.0f, r));
+      static_cast<int8_t *>(base)[idx] = int8_t(r);
+      break;
+    }
+    case KVDType::FP8E4M3: {
+      float a = std::fabs(x / scale);
+      uint8_t code;
+      if (!(a == a)) {
+        code = 0;
+      } else {
+        a = std::min(a, 448.0f);
+        const std::vector<float> &t = *fp8;
+        auto it = std::lower_bound(t.begin(), t.end(), a);
+        size_t hi = size_t(it - t.begin());
+        if (hi >= t.size())
+          hi = t.size() - 1;
+        size_t c = hi;
+        if (hi > 0) {
+          float dl = a - t[hi - 1], dh = t[hi] - a;
+          if (dl < dh || (dl == dh && ((hi - 1) % 2 == 0)))
+            c = hi - 1;
+        }
+        code = uint8_t(c);
+      }
+      if (std::signbit(x) && code != 0)
+        code |= 0x80;
+      static_cast<uint8_t *>(base)[idx] = code;
+      break;
+    }
+    }
+  }
+  inline float load(const void *base, int64_t idx, float scale) const {
+    switch (type) {
+    case KVDType::BF16:
+      return bf16ToF32(static_cast<const uint16_t *>(base)[idx]);
+    case KVDType::F16:
+      return f16ToF32(static_cast<const uint16_t *>(base)[idx]);
+    case KVDType::I8:
+      return float(static_cast<const int8_t *>(base)[idx]) * scale;
+    case KVDType::FP8E4M3: {
+      uint8_t c = static_cast<const uint8_t *>(base)[idx];
+      int cc = c & 0x7f;
+      float v = (*fp8)[cc < 127 ? cc : 126]; // 0x7f is NaN: read as the max
+      return ((c & 0x80) ? -v : v) * scale;
+    }
+    }
+    return 0.0f;
+  }
+  /// out[0, n) = the n elements at base[idx...], converted (one switch per
+  /// row rather than per element: this is the attention's inner loop).
+  inline void loadRow(const void *base, int64_t idx, int64_t n, float scale, float *out) const {
+    switch (type) {
+    case KVDType::BF16: {
+      const uint16_t *p = static_cast<const uint16_t *>(base) + idx;
+      for (int64_t i = 0; i < n; ++i)
+        out[i] = bf16ToF32(p[i]);
+      return;
+    }
+    case KVDType::F16: {
+      const uint16_t *p = static_cast<const uint16_t *>(base) + idx;
+      for (int64_t i = 0; i < n; ++i)
+        out[i] = f16ToF32(p[i]);
+      return;
+    }
+    case KVDType::I8: {
+      const int8_t *p = static_cast<const int8_t *>(base) + idx;
+      for (int64_t i = 0; i < n; ++i)
+        out[i] = float(p[i]) * scale;
+      return;
+    }
+    case KVDType::FP8E4M3:
+      for (int64_t i = 0; i < n; ++i)
+        out[i] = load(base, idx + i, scale);
+      return;
+    }
+  }
+};
+
+void rmsNorm(const float *x, const float *weight, int64_t rows, int64_t dim, float eps,
+             float *out) {
+  // transformers: x * rsqrt(mean(x^2) + eps) * weight; sum of squares in double
+  // as the reference executor does.
+  for (int64_t r = 0; r < rows; ++r) {
+    const float *xr = x + r * dim;
+    double ss = 0;
+    for (int64_t i = 0; i < dim; ++i)
+      ss += double(xr[i]) * double(xr[i]);
+    float inv = 1.0f / std::sqrt(float(ss / double(dim)) + eps);
+    float *o = out + r * dim;
+    for (int64_t i = 0; i < dim; ++i)
+      o[i] = weight[i] * (xr[i] * inv);
+  }
+}
+} // namespace
+
+bool CpuModelExecutor::execute(const StepBatch &batch, float *logits, std::string *error) {
+  return run(batch, logits, false, error);
+}
+
+bool CpuModelExecutor::executeAllLogits(const StepBatch &batch, float *logits,
+                                        std::string *error) {
+  return run(batch, logits, true, error);
+}
+
+bool CpuModelExecutor::run(const StepBatch &b, float *logits, bool allRows,
+                           std::string *error) {
+  std::string e = checkBatch(b);
+  if (!e.empty()) {
+    if (error)
+      *error = e;
+    return false;
+  }
+  const int64_t T = b.numTokens();
+  if (T == 0)
+    return true;
+  const ModelDims &d = w_.dims;
+  const int64_t H = d.hidden, hd = d.headDim, nH = d.heads, nKV = d.kvHeads;
+  const int64_t Q = nH * hd, KV = nKV * hd, I = d.intermediate;
+  const int64_t group = nH / nKV, half = hd / 2;
+  const float eps = float(d.rmsEps);
+  const float scale = 1.0f / std::sqrt(float(hd));
+  ThreadPool &pool = *pool_;
+  x_.resize(T * H);
+  h_.resize(T * std::max(H, Q));
+  q_.resize(T * Q);
+  k_.resize(T * KV);
+  v_.resize(T * KV);
+  attn_.resize(T * Q);
+  gate_.resize(T * I);
+  up_.resize(T * I);
+
+  // Sequence of each token (for its block table).
+  std::vector<int32_t> seqOf(T);
+  for (int32_t s = 0; s < b.numSeqs(); ++s)
+    for (int32_t t = b.queryStart[s]; t < b.queryStart[s + 1]; ++t)
+      seqOf[t] = s;
+
+  // cos/sin per token (fp32 angles, as transformers).
+  std::vector<float> cosT(T * half), sinT(T * half);
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t i = 0; i < half; ++i) {
+      float angle = float(b.positions[t]) * invFreq_[i];
+      cosT[t * half + i] = float(std::cos(double(angle)));
+      sinT[t * half + i] = float(std::sin(double(angle)));
+    }
+
+  for (int64_t t = 0; t < T; ++t)
+    rowToF32(w_.embedding, b.tokenIds[t], x_.data() + t * H);
+
+  const KVCodec codec{kv_.spec().dtype, &fp8Table_};
+  const bool quantKV = serving::kvIsQuantized(kv_.spec().dtype);
+  int32_t maxCtx = 0;
+  for (int32_t c : b.contextLens)
+    maxCtx = std::max(maxCtx, c);
+  std::vector<std::vector<float>> scratch(pool.size(), std::vector<float>(size_t(maxCtx)));
+
+  auto linear = [&](const TensorView &w, const float *in, float *out, const float *bias,
+                    const char *what, int64_t layer) {
+    std::string err;
+    if (!linearForward(w, in, T, out, bias, opt_.activations, pool, &err)) {
+      if (error)
+        *error = "layer " + std::to_string(layer) + " " + what + ": " + err;
+      return false;
+    }
+    return true;
+  };
+
+  // Pieces small enough to run inline (see kMinParallelMacs).
+  const int64_t rowGrain = std::max<int64_t>(1, kMinParallelMacs / 8 / H);
+  const int64_t ropeGrain = std::max<int64_t>(1, kMinParallelMacs / 8 / (Q + 2 * KV));
+  const int64_t attnGrain =
+      std::max<int64_t>(1, kMinParallelMacs / (2 * hd * std::max<int32_t>(1, maxCtx)));
+  for (int64_t l = 0; l < d.layers; ++l) {
+    const LayerWeights &L = w_.layers[l];
+    const serving::KVLayerView kv = kv_.layer(int32_t(l));
+    parallelRange(pool, T, rowGrain, [&](int64_t s, int64_t e2, int) {
+      rmsNorm(x_.data() + s * H, inNorm_[l].data(), e2 - s, H, eps, h_.data() + s * H);
+    });
+    if (!linear(L.q, h_.data(), q_.data(), L.qBias, "q_proj", l) ||
+        !linear(L.k, h_.data(), k_.data(), L.kBias, "k_proj", l) ||
+        !linear(L.v, h_.data(), v_.data(), L.vBias, "v_proj", l))
+      return false;
+
+    // Rotary on q and k, and the K/V write into the paged pool.
+    parallelRange(pool, T, ropeGrain, [&](int64_t s, int64_t e2, int) {
+      for (int64_t t = s; t < e2; ++t) {
+        const float *c = &cosT[t * half], *sn = &sinT[t * half];
+        auto rope = [&](float *head) {
+          for (int64_t i = 0; i < half; ++i) {
+            float a = head[i], bb = head[i + half];
+            head[i] = a * c[i] - bb * sn[i];
+            head[i + half] = bb * c[i] + a * sn[i];
+          }
+        };
+        for (int64_t h = 0; h < nH; ++h)
+          rope(q_.data() + t * Q + h * hd);
+        const int64_t slot = b.slotMapping[t];
+        const int64_t base = (slot / b.blockSize) * kv.blockStride + (slot % b.blockSize) * kv.tokenStride;
+        for (int64_t h = 0; h < nKV; ++h) {
+          float *kh = k_.data() + t * KV + h * hd;
+          rope(kh);
+          const float *vh = v_.data() + t * KV + h * hd;
+          float ik = quantKV ? kv.kScale[h] : 1.0f;
+          float iv = quantKV ? kv.vScale[h] : 1.0f;
+          for (int64_t i = 0; i < hd; ++i) {
+            codec.store(kv.k, base + h * kv.headStride + i, kh[i], ik);
+            codec.store(kv.v, base + h * kv.headStride + i, vh[i], iv);
+          }
+        }
+      }
+    });
+
+    // Paged causal attention: one (token, head) per work item.
+    parallelRange(pool, T * nH, attnGrain, [&](int64_t s, int64_t e2, int worker) {
+      float *scores = scratch[worker].data();
+      std::vector<float> kbuf(hd), acc(hd);
+      for (int64_t item = s; item < e2; ++item) {
+        const int64_t t = item / nH, h = item % nH, g = h / group;
+        const int32_t sq = seqOf[t];
+        const int32_t *table = b.blockTable.data() + b.blockTableStart[sq];
+        const int64_t n = int64_t(b.positions[t]) + 1; // positions 0..pos
+        const float *qh = q_.data() + t * Q + h * hd;
+        const float ks = quantKV ? kv.kScale[g] : 1.0f, vs = quantKV ? kv.vScale[g] : 1.0f;
+        float mx = -std::numeric_limits<float>::infinity();
+        for (int64_t p = 0; p < n; ++p) {
+          int64_t off = int64_t(table[p / b.blockSize]) * kv.blockStride +
+                        (p % b.blockSize) * kv.tokenStride + g * kv.headStride;
+          codec.loadRow(kv.k, off, hd, ks, kbuf.data());
+          float sc = dot(qh, kbuf.data(), hd) * scale;
+          scores[p] = sc;
+          mx = std::max(mx, sc);
+        }
+        double sum = 0;
+        for (int64_t p = 0; p < n; ++p) {
+          scores[p] = std::exp(scores[p] - mx);
+          sum += scores[p];
+        }
+        const float inv = float(1.0 / sum);
+        std::fill(acc.begin(), acc.end(), 0.0f);
+        for (int64_t p = 0; p < n; ++p) {
+          int64_t off = int64_t(table[p / b.blockSize]) * kv.blockStride +
+                        (p % b.blockSize) * kv.tokenStride + g * kv.headStride;
+          const float wgt = scores[p] * inv;
+          codec.loadRow(kv.v, off, hd, vs, kbuf.data());
+          for (int64_t i = 0; i < hd; ++i)
+            acc[i] += wgt * kbuf[i];
+        }
+        std::memcpy(attn_.data() + t * Q + h * hd, acc.data(), sizeof(float) * hd);
+      }
+    });
+
+    if (!linear(L.o, attn_.data(), h_.data(), nullptr, "o_proj", l))
+      return false;
+    for (int64_t i = 0; i < T * H; ++i)
+      x_[i] += h_[i];
+
+    parallelRange(pool, T, rowGrain, [&](int64_t s, int64_t e2, int) {
+      rmsNorm(x_.data() + s * H, postNorm_[l].data(), e2 - s, H, eps, h_.data() + s * H);
+    });
+    if (!linear(L.gate, h_.data(), gate_.data(), nullptr, "gate_proj", l) ||
+        !linear(L.up, h_.data(), up_.data(), nullptr, "up_proj", l))
+      return false;
+    parallelRange(pool, T * I, kMinParallelMacs / 8, [&](int64_t s, int64_t e2, int) {
+      for (int64_t i = s; i < e2; ++i) {
+        float g = gate_[i];
+        gate_[i] = g / (1.0f + std::exp(-g)) * up_[i];
+      }
+    });
+    if (!linear(L.down, gate_.data(), h_.data(), nullptr, "down_proj", l))
+      return false;
+    for (int64_t i = 0; i < T * H; ++i)
+      x_[i] += h_[i];
+  }
+
+  // Final norm and lm_head on the rows whose logits are wanted.
+  std::vector<int64_t> rows;
+  if (allRows) {
+    for (int64_t t = 0; t < T; ++t)
+      rows.push_back(t);
+  } else {
+    for (int32_t s : b.sampleIndices)
+      rows.push_back(b.queryStart[s + 1] - 1);
+  }
+  if (rows.empty())
+    return true;
+  const int64_t R = int64_t(rows.size());
+  rows_.resize(R * H);
+  for (int64_t r = 0; r < R; ++r)
+    rmsNorm(x_.data() + rows[r] * H, finalNorm_.data(), 1, H, eps, rows_.data() + r * H);
+  std::string err;
+  if (!linearForward(w_.lmHead, rows_.data(), R, logits, nullptr, opt_.activations, pool, &err)) {
+    if (error)
+      *error = "lm_head: " + err;
+    return false;
+  }
+  return true;
+}
+
+} // namespace qrt::model
