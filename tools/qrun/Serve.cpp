@@ -138,6 +138,7 @@ bool runSingle(Runtime &rt, const Options &o, std::string *error) {
     std::printf("%s\n", idsJson(ids).c_str());
   else
     std::printf("\n");
+  std::fflush(stdout); // the text ends before the statistics on stderr start
   double decode = total - ttft;
   std::fprintf(stderr,
                "qrun: %d prompt tokens, %zu generated; first token %.1f ms; %.1f tokens/s after it\n",
