@@ -45,11 +45,7 @@ struct AWQ : qopt::quant::impl::AWQBase<AWQ> {
     WeightStore *store = getOrLoadWeightStore(module, &error);
     if (!store)
       return fail(error);
-    CalibrationOptions co;
-    co.file = calib;
-    co.samples = calibSamples;
-    co.seqlen = calibSeqlen;
-    co.seed = seed;
+    CalibrationOptions co{calib, calibSamples, calibSeqlen, seed};
     std::vector<std::vector<int32_t>> samples;
     if (!sampleForPass(module, "AWQ", tokenizer, co, &samples, &error))
       return fail(error);

@@ -86,11 +86,7 @@ struct GPTQ : qopt::quant::impl::GPTQBase<GPTQ> {
     if (!store || !selection.collect(module, &selected, &error) ||
         !findDecoderLayers(module, &layers, &error))
       return fail(error);
-    CalibrationOptions co;
-    co.file = calib;
-    co.samples = calibSamples;
-    co.seqlen = calibSeqlen;
-    co.seed = seed;
+    CalibrationOptions co{calib, calibSamples, calibSeqlen, seed};
     std::vector<std::vector<int32_t>> samples;
     if (!sampleCalibration(*tok, co, &samples, &error))
       return fail(error);

@@ -35,11 +35,7 @@ struct KVCacheQuant : qopt::quant::impl::KVCacheQuantBase<KVCacheQuant> {
     WeightStore *store = getOrLoadWeightStore(module, &error);
     if (!store)
       return fail(error);
-    CalibrationOptions co;
-    co.file = calib;
-    co.samples = calibSamples;
-    co.seqlen = calibSeqlen;
-    co.seed = seed;
+    CalibrationOptions co{calib, calibSamples, calibSeqlen, seed};
     std::vector<std::vector<int32_t>> samples;
     if (!sampleForPass(module, "-kv-cache", tokenizer, co, &samples, &error))
       return fail(error);

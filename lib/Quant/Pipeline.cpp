@@ -147,73 +147,61 @@ bool validateQuantPipelineOptions(const QuantPipelineOptions &o, std::string *er
   return true;
 }
 
+/// The option groups every pass shares (WeightFormatOptions and
+/// CalibrationOptions in Passes.td): the generated option structs spell
+/// them alike, so one copy serves all passes.
+template <typename PassOptions>
+static void copyWeightFormat(PassOptions &p, const QuantPipelineOptions &o) {
+  p.wquant = o.wquant;
+  p.groupSize = o.groupSize;
+  p.symmetric = o.symmetric;
+  p.overrides = o.overrides;
+  p.quantizeEmbeddings = o.quantizeEmbeddings;
+  p.quantizeLmHead = o.quantizeLmHead;
+}
+
+template <typename PassOptions>
+static void copyCalibration(PassOptions &p, const QuantPipelineOptions &o) {
+  p.calib = o.calib;
+  p.tokenizer = o.tokenizer;
+  p.calibSamples = o.calibSamples;
+  p.calibSeqlen = o.calibSeqlen;
+  p.seed = o.seed;
+  p.threads = o.threads;
+}
+
 void buildQuantizationPipeline(mlir::OpPassManager &pm, const QuantPipelineOptions &o) {
   const bool weights = !o.wquant.empty() && o.wquant != "w8a8";
   if (o.method == "smoothquant" || o.wquant == "w8a8") {
     SmoothQuantOptions s;
-    s.calib = o.calib;
-    s.tokenizer = o.tokenizer;
-    s.calibSamples = o.calibSamples;
-    s.calibSeqlen = o.calibSeqlen;
-    s.seed = o.seed;
-    s.threads = o.threads;
+    copyCalibration(s, o);
     s.alpha = o.smoothquantAlpha;
     s.actQuant = o.actQuant;
     s.wquant = o.wquant == "fp8" ? "fp8" : "int8"; // FP8 W8A8
     pm.addPass(createSmoothQuant(s));
   } else if (weights && o.method == "gptq") {
     GPTQOptions g;
-    g.wquant = o.wquant;
-    g.groupSize = o.groupSize;
-    g.symmetric = o.symmetric;
-    g.overrides = o.overrides;
-    g.quantizeEmbeddings = o.quantizeEmbeddings;
-    g.quantizeLmHead = o.quantizeLmHead;
-    g.calib = o.calib;
-    g.tokenizer = o.tokenizer;
-    g.calibSamples = o.calibSamples;
-    g.calibSeqlen = o.calibSeqlen;
-    g.seed = o.seed;
-    g.threads = o.threads;
+    copyWeightFormat(g, o);
+    copyCalibration(g, o);
     g.damp = o.gptqDamp;
     g.blockSize = o.gptqBlockSize;
     g.actOrder = o.actOrder;
     pm.addPass(createGPTQ(g));
   } else if (weights && o.method == "awq") {
     AWQOptions a;
-    a.wquant = o.wquant;
-    a.groupSize = o.groupSize;
-    a.symmetric = o.symmetric;
-    a.overrides = o.overrides;
-    a.quantizeEmbeddings = o.quantizeEmbeddings;
-    a.quantizeLmHead = o.quantizeLmHead;
-    a.calib = o.calib;
-    a.tokenizer = o.tokenizer;
-    a.calibSamples = o.calibSamples;
-    a.calibSeqlen = o.calibSeqlen;
-    a.seed = o.seed;
-    a.threads = o.threads;
+    copyWeightFormat(a, o);
+    copyCalibration(a, o);
     a.gridSize = o.awqGrid;
     a.clipSearch = o.awqClip;
     pm.addPass(createAWQ(a));
   } else if (weights) {
     QuantizeRTNOptions r;
-    r.wquant = o.wquant;
-    r.groupSize = o.groupSize;
-    r.symmetric = o.symmetric;
-    r.overrides = o.overrides;
-    r.quantizeEmbeddings = o.quantizeEmbeddings;
-    r.quantizeLmHead = o.quantizeLmHead;
+    copyWeightFormat(r, o);
     pm.addPass(createQuantizeRTN(r));
   }
   if (!o.kvCache.empty()) {
     KVCacheQuantOptions k;
-    k.calib = o.calib;
-    k.tokenizer = o.tokenizer;
-    k.calibSamples = o.calibSamples;
-    k.calibSeqlen = o.calibSeqlen;
-    k.seed = o.seed;
-    k.threads = o.threads;
+    copyCalibration(k, o);
     k.kvCache = o.kvCache;
     pm.addPass(createKVCacheQuant(k));
   }

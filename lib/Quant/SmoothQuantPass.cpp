@@ -40,11 +40,7 @@ struct SmoothQuant : qopt::quant::impl::SmoothQuantBase<SmoothQuant> {
     WeightStore *store = getOrLoadWeightStore(module, &error);
     if (!store)
       return fail(error);
-    CalibrationOptions co;
-    co.file = calib;
-    co.samples = calibSamples;
-    co.seqlen = calibSeqlen;
-    co.seed = seed;
+    CalibrationOptions co{calib, calibSamples, calibSeqlen, seed};
     std::vector<std::vector<int32_t>> samples;
     if (!sampleForPass(module, "SmoothQuant", tokenizer, co, &samples, &error))
       return fail(error);
