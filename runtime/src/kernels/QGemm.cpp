@@ -9,6 +9,7 @@
 #include "qopt-rt/kernels/QGemm.h"
 
 #include "KernelArgs.h"
+#include "qopt-rt/kernels/Specialized.h"
 #include "qopt-rt/kernels/ThreadPool.h"
 
 #include <algorithm>
@@ -31,11 +32,8 @@ constexpr int64_t kMinWorkPerThread = int64_t(1) << 18;
 
 /// Per-calling-thread scratch reused across calls (no allocation per GEMV).
 struct Workspace {
-  std::vector<int8_t> q;
-  std::vector<float> sx;
-  std::vector<int32_t> bsum;
-  std::vector<float> gsum;
-  std::vector<float> xpad;
+  PreparedActivations prepared; ///< qgemm's own preparation of x
+  std::vector<float> gsum;      ///< per-group sums of int8 activations
 };
 thread_local Workspace tWork;
 
@@ -88,23 +86,6 @@ void runTasks(void *ctx, int) {
   }
 }
 
-struct QuantJob {
-  QuantizeKernel fn;
-  const float *x;
-  int64_t ldx, K, Kp, M, rowsPerPart;
-  int8_t *q;
-  float *sx;
-  int32_t *bsum;
-  int64_t ldsx;
-};
-
-void runQuantize(void *ctx, int part) {
-  const QuantJob &j = *static_cast<const QuantJob *>(ctx);
-  const int64_t m0 = part * j.rowsPerPart, m1 = std::min(j.M, m0 + j.rowsPerPart);
-  if (m0 < m1)
-    j.fn(j.x, j.ldx, j.K, j.Kp, m0, m1, j.q, j.Kp, j.sx, j.bsum, j.ldsx);
-}
-
 bool sameGeometry(const PackedGeometry &a, const PackedGeometry &b) {
   return a.rows == b.rows && a.cols == b.cols && a.paddedCols == b.paddedCols &&
          a.groupSize == b.groupSize && a.groups == b.groups && a.tiles == b.tiles &&
@@ -117,43 +98,151 @@ bool sameGeometry(const PackedGeometry &a, const PackedGeometry &b) {
 
 int64_t weightBytesRead(const PackedView &w) { return w.geometry.totalBytes; }
 
-bool qgemm(const PackedView &w, const float *x, int64_t M, int64_t ldx, float *y, int64_t ldy,
-           const float *bias, const GemmOptions &opt, std::string *error) {
-  const PackedGeometry &g = w.geometry;
-  PackedGeometry expect;
-  if (!computeGeometry(w.format, g.rows, g.cols, &expect, error))
+namespace {
+
+/// Resolves options.isa and checks the CPU can run it.
+bool resolveIsa(const GemmOptions &opt, Isa *isa, std::string *error) {
+  *isa = opt.isa == Isa::Auto ? bestIsa() : opt.isa;
+  if (!isaSupported(*isa)) {
+    *error = std::string("qgemm: this CPU cannot run the ") + isaName(*isa) + " kernels";
     return false;
-  if (!sameGeometry(expect, g) || !w.data) {
+  }
+  return true;
+}
+
+/// Workers for a job of `work` multiply-adds (at least one).
+int workersFor(const GemmOptions &opt, ThreadPool &pool, double work) {
+  int threads = opt.threads > 0 ? std::min(opt.threads, pool.size()) : pool.size();
+  return int(std::max(1.0, std::min(double(threads), work / double(kMinWorkPerThread))));
+}
+
+struct QuantJob {
+  PreparedActivations *p;
+  const float *x;
+  int64_t ldx, M, rowsPerPart;
+};
+
+void runQuantize(void *ctx, int part) {
+  const QuantJob &j = *static_cast<const QuantJob *>(ctx);
+  const int64_t m0 = part * j.rowsPerPart, m1 = std::min(j.M, m0 + j.rowsPerPart);
+  if (m0 < m1)
+    prepareRows(j.p, j.x + m0 * j.ldx, j.ldx, m0, m1);
+}
+
+/// prepareActivations with the GEMM's worker count (the quantization is
+/// only split when the rows are many and long enough to pay for it).
+void prepareAll(const float *x, int64_t M, int64_t ldx, int threads, ThreadPool &pool,
+                PreparedActivations *p) {
+  if (p->activations == Activations::Int8 && threads > 1 && M > 1 &&
+      M * p->paddedCols >= (int64_t(1) << 16)) {
+    const int qparts = int(std::min<int64_t>(threads, M));
+    QuantJob qj{p, x, ldx, M, (M + qparts - 1) / qparts};
+    pool.run(qparts, runQuantize, &qj);
+  } else {
+    prepareRows(p, x, ldx, 0, M);
+  }
+}
+
+} // namespace
+
+bool resizePrepared(PreparedActivations *p, int64_t M, int64_t K, int64_t minPaddedCols,
+                    const GemmOptions &opt, std::string *error) {
+  if (M < 0 || M > (int64_t(1) << 31) || K <= 0 || K > (int64_t(1) << 40)) {
+    *error = "qgemm: cannot prepare " + std::to_string(M) + " rows of " + std::to_string(K) +
+             " activations";
+    return false;
+  }
+  if (!resolveIsa(opt, &p->isa, error))
+    return false;
+  const int64_t Kp = (std::max(K, minPaddedCols) + kActBlock - 1) / kActBlock * kActBlock;
+  p->activations = opt.activations;
+  p->rows = M;
+  p->cols = K;
+  p->paddedCols = Kp;
+  const size_t blocks = size_t(M * (Kp / kActBlock));
+  if (opt.activations == Activations::Float) {
+    p->x.resize(size_t(M * Kp));
+    p->q.clear();
+    p->bsum.clear();
+  } else {
+    p->q.resize(size_t(M * Kp));
+    p->bsum.resize(blocks);
+    p->x.clear();
+  }
+  p->sx.resize(blocks);
+  return true;
+}
+
+void prepareRows(PreparedActivations *p, const float *x, int64_t ldx, int64_t m0, int64_t m1) {
+  const int64_t K = p->cols, Kp = p->paddedCols, blocks = Kp / kActBlock;
+  if (m0 >= m1)
+    return;
+  if (p->activations == Activations::Int8) {
+    const QuantizeKernel quantize = kernelsFor(p->isa).quantize;
+    quantize(x, ldx, K, Kp, 0, m1 - m0, p->q.data() + m0 * Kp, Kp, p->sx.data() + m0 * blocks,
+             p->bsum.data() + m0 * blocks, blocks);
+    return;
+  }
+  for (int64_t m = m0; m < m1; ++m) {
+    // Zero-padded copy (the kernels read whole groups), then the sums of x
+    // per 32 columns for the zero-point term.
+    float *row = p->x.data() + m * Kp;
+    std::memcpy(row, x + (m - m0) * ldx, size_t(K) * sizeof(float));
+    std::fill(row + K, row + Kp, 0.0f);
+    float *sums = p->sx.data() + m * blocks;
+    for (int64_t b = 0; b < blocks; ++b) {
+      float s = 0.0f;
+      for (int64_t k = b * kActBlock; k < (b + 1) * kActBlock; ++k)
+        s += row[k];
+      sums[b] = s;
+    }
+  }
+}
+
+bool prepareActivations(const float *x, int64_t M, int64_t ldx, int64_t K, int64_t minPaddedCols,
+                        const GemmOptions &opt, PreparedActivations *p, std::string *error) {
+  if (ldx < K || (M > 0 && !x)) {
+    *error = "qgemm: bad activations (M " + std::to_string(M) + ", ldx " + std::to_string(ldx) +
+             ") for K " + std::to_string(K);
+    return false;
+  }
+  if (!resizePrepared(p, M, K, minPaddedCols, opt, error))
+    return false;
+  ThreadPool &pool = opt.pool ? *opt.pool : ThreadPool::global();
+  const int threads = workersFor(opt, pool, double(M) * double(p->paddedCols) * 64.0);
+  prepareAll(x, M, ldx, threads, pool, p);
+  return true;
+}
+
+/// The geometry checks shared by qgemm and qgemmPrepared.
+static bool checkView(const PackedView &w, std::string *error) {
+  PackedGeometry expect;
+  if (!computeGeometry(w.format, w.geometry.rows, w.geometry.cols, &expect, error))
+    return false;
+  if (!sameGeometry(expect, w.geometry) || !w.data) {
     *error = "qgemm: packed view of " + layoutId(w.format) +
              " is inconsistent (geometry or data pointer)";
     return false;
   }
-  const int64_t N = g.rows, K = g.cols, Kp = g.paddedCols;
-  if (M < 0 || M > (int64_t(1) << 31) || ldx < K || ldy < N || (M > 0 && (!x || !y))) {
-    *error = "qgemm: bad activations/output (M " + std::to_string(M) + ", ldx " +
-             std::to_string(ldx) + ", ldy " + std::to_string(ldy) + ") for a " +
-             std::to_string(N) + "x" + std::to_string(K) + " weight";
-    return false;
-  }
-  const Isa isa = opt.isa == Isa::Auto ? bestIsa() : opt.isa;
-  if (!isaSupported(isa)) {
-    *error = std::string("qgemm: this CPU cannot run the ") + isaName(isa) + " kernels";
-    return false;
-  }
-  if (M == 0)
-    return true;
+  return true;
+}
 
-  ThreadPool &pool = opt.pool ? *opt.pool : ThreadPool::global();
-  int threads = opt.threads > 0 ? std::min(opt.threads, pool.size()) : pool.size();
-  // In double: M * N * Kp can exceed int64 for absurd (but valid) shapes.
-  const double work = double(M) * double(N) * double(Kp);
-  threads = int(std::max(1.0, std::min(double(threads), work / double(kMinWorkPerThread))));
-
-  const Kernels kern = kernelsFor(isa);
+/// The GEMM proper, everything validated.
+static void runGemm(const PackedView &w, const PreparedActivations &p, float *y, int64_t ldy,
+                    const float *bias, int threads, ThreadPool &pool, Isa isa) {
+  const PackedGeometry &g = w.geometry;
+  const int64_t M = p.rows, N = g.rows, blocks = p.paddedCols / kActBlock;
+  Kernels kern = kernelsFor(isa);
+  // Kernels generated for this very shape (Specialized.h) replace the
+  // generic ones when they were compiled for the path chosen.
+  if (w.special && w.special->isa == isa) {
+    kern.f32 = w.special->f32;
+    kern.i8 = w.special->i8;
+  }
   Job job;
   job.w = {w.data,
            N,
-           Kp,
+           g.paddedCols,
            g.groupSize,
            g.groups,
            g.tileStride,
@@ -165,62 +254,94 @@ bool qgemm(const PackedView &w, const float *x, int64_t M, int64_t ldx, float *y
   job.o = {y, ldy, bias};
   job.M = M;
   job.tiles = g.tiles;
-
-  Workspace &ws = tWork;
-  if (opt.activations == Activations::Float) {
+  if (p.activations == Activations::Float) {
     job.f32 = kern.f32;
-    const float *xs = x;
-    int64_t ldxs = ldx;
-    if (K != Kp) {
-      // The kernels read whole groups: give them zero-padded rows.
-      ws.xpad.assign(size_t(M * Kp), 0.0f);
-      for (int64_t m = 0; m < M; ++m)
-        std::memcpy(ws.xpad.data() + m * Kp, x + m * ldx, size_t(K) * sizeof(float));
-      xs = ws.xpad.data();
-      ldxs = Kp;
-    }
-    // Sums of x per 32 columns, for the zero-point term.
-    const int64_t blocks = Kp / kActBlock;
-    ws.sx.resize(size_t(M * blocks));
-    for (int64_t m = 0; m < M; ++m)
-      for (int64_t b = 0; b < blocks; ++b) {
-        float s = 0.0f;
-        for (int64_t k = b * kActBlock; k < (b + 1) * kActBlock; ++k)
-          s += xs[m * ldxs + k];
-        ws.sx[size_t(m * blocks + b)] = s;
-      }
-    job.af = {xs, ldxs, ws.sx.data(), blocks};
+    job.af = {p.x.data(), p.paddedCols, p.sx.data(), blocks};
   } else {
     job.i8 = kern.i8;
-    const int64_t blocks = Kp / kActBlock;
-    ws.q.resize(size_t(M * Kp));
-    ws.sx.resize(size_t(M * blocks));
-    ws.bsum.resize(size_t(M * blocks));
-    ws.gsum.resize(size_t(M * g.groups));
-    QuantJob qj{kern.quantize, x,          ldx,           K,      Kp, M, M,
-                ws.q.data(),   ws.sx.data(), ws.bsum.data(), blocks};
-    int qparts = 1;
-    if (threads > 1 && M > 1 && M * Kp >= (int64_t(1) << 16)) {
-      qparts = int(std::min<int64_t>(threads, M));
-      qj.rowsPerPart = (M + qparts - 1) / qparts;
-    }
-    pool.run(qparts, runQuantize, &qj);
+    // Per-group sums of sx * (sum of codes) for this weight's group size.
+    std::vector<float> &gsum = tWork.gsum;
+    gsum.resize(size_t(M * g.groups));
     const int64_t bpg = g.groupSize / kActBlock;
     for (int64_t m = 0; m < M; ++m)
       for (int64_t gi = 0; gi < g.groups; ++gi) {
         float s = 0.0f;
         for (int64_t b = gi * bpg; b < (gi + 1) * bpg; ++b)
-          s += ws.sx[size_t(m * blocks + b)] * float(ws.bsum[size_t(m * blocks + b)]);
-        ws.gsum[size_t(m * g.groups + gi)] = s;
+          s += p.sx[size_t(m * blocks + b)] * float(p.bsum[size_t(m * blocks + b)]);
+        gsum[size_t(m * g.groups + gi)] = s;
       }
-    job.ai = {ws.q.data(), Kp, ws.sx.data(), blocks, ws.gsum.data(), g.groups};
+    job.ai = {p.q.data(), p.paddedCols, p.sx.data(), blocks, gsum.data(), g.groups};
   }
-
   job.panels = (M + kPanelRows - 1) / kPanelRows;
   // Several tasks per worker so an unevenly loaded machine still balances.
   job.chunkTiles = std::max<int64_t>(1, g.tiles / (int64_t(threads) * 8));
   job.chunks = (g.tiles + job.chunkTiles - 1) / job.chunkTiles;
   pool.run(threads, runTasks, &job);
+}
+
+bool qgemm(const PackedView &w, const float *x, int64_t M, int64_t ldx, float *y, int64_t ldy,
+           const float *bias, const GemmOptions &opt, std::string *error) {
+  if (!checkView(w, error))
+    return false;
+  const PackedGeometry &g = w.geometry;
+  const int64_t N = g.rows, K = g.cols, Kp = g.paddedCols;
+  if (M < 0 || M > (int64_t(1) << 31) || ldx < K || ldy < N || (M > 0 && (!x || !y))) {
+    *error = "qgemm: bad activations/output (M " + std::to_string(M) + ", ldx " +
+             std::to_string(ldx) + ", ldy " + std::to_string(ldy) + ") for a " +
+             std::to_string(N) + "x" + std::to_string(K) + " weight";
+    return false;
+  }
+  Isa isa;
+  if (!resolveIsa(opt, &isa, error))
+    return false;
+  if (M == 0)
+    return true;
+  ThreadPool &pool = opt.pool ? *opt.pool : ThreadPool::global();
+  // In double: M * N * Kp can exceed int64 for absurd (but valid) shapes.
+  const int threads = workersFor(opt, pool, double(M) * double(N) * double(Kp));
+  PreparedActivations &p = tWork.prepared;
+  GemmOptions resolved = opt;
+  resolved.isa = isa;
+  if (!resizePrepared(&p, M, K, Kp, resolved, error))
+    return false;
+  prepareAll(x, M, ldx, threads, pool, &p);
+  runGemm(w, p, y, ldy, bias, threads, pool, isa);
+  return true;
+}
+
+bool qgemmPrepared(const PackedView &w, const PreparedActivations &p, float *y, int64_t ldy,
+                   const float *bias, const GemmOptions &opt, std::string *error) {
+  if (!checkView(w, error))
+    return false;
+  const PackedGeometry &g = w.geometry;
+  const int64_t N = g.rows, K = g.cols, Kp = g.paddedCols;
+  if (p.cols != K || p.paddedCols < Kp || p.paddedCols % kActBlock != 0 ||
+      p.activations != opt.activations) {
+    *error = "qgemm: prepared activations (" + std::to_string(p.cols) + " columns padded to " +
+             std::to_string(p.paddedCols) + ", " +
+             (p.activations == Activations::Float ? "float" : "int8") + ") do not fit a " +
+             std::to_string(N) + "x" + std::to_string(K) + " weight padded to " +
+             std::to_string(Kp) + " (" +
+             (opt.activations == Activations::Float ? "float" : "int8") + ")";
+    return false;
+  }
+  const size_t need = size_t(p.rows * p.paddedCols);
+  const bool sized = p.activations == Activations::Float
+                         ? p.x.size() >= need
+                         : p.q.size() >= need && p.bsum.size() >= need / kActBlock;
+  if (!sized || p.sx.size() < need / kActBlock || ldy < N || (p.rows > 0 && !y)) {
+    *error = "qgemm: prepared activations are not sized for their rows, or bad output (ldy " +
+             std::to_string(ldy) + ")";
+    return false;
+  }
+  Isa isa;
+  if (!resolveIsa(opt, &isa, error))
+    return false;
+  if (p.rows == 0)
+    return true;
+  ThreadPool &pool = opt.pool ? *opt.pool : ThreadPool::global();
+  const int threads = workersFor(opt, pool, double(p.rows) * double(N) * double(Kp));
+  runGemm(w, p, y, ldy, bias, threads, pool, isa);
   return true;
 }
 

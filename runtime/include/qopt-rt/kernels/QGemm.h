@@ -27,6 +27,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace qrt::kernels {
 
@@ -70,6 +71,50 @@ struct GemmOptions {
 /// or an instruction set the CPU lacks; nothing is written then.
 bool qgemm(const PackedView &w, const float *x, int64_t M, int64_t ldx, float *y, int64_t ldy,
            const float *bias, const GemmOptions &options, std::string *error);
+
+/// The activations side of a qgemm, prepared once and reusable by every
+/// weight that multiplies the same x (q/k/v or gate/up read one normed
+/// input): for Activations::Float the zero-padded fp32 rows and their sums
+/// per 32 columns; for Int8 the int8 codes, one scale and one code sum per
+/// 32-column block. Per-group sums (Int8) depend on the weight's group
+/// size and are formed by qgemmPrepared. Columns [cols, paddedCols) are
+/// zero, so one preparation serves weights whose paddedCols (the K of the
+/// packed geometry) is at most paddedCols.
+struct PreparedActivations {
+  Activations activations = Activations::Int8;
+  Isa isa = Isa::Scalar;   ///< the resolved path whose quantizer prepared it
+  int64_t rows = 0;        ///< M
+  int64_t cols = 0;        ///< K (the logical width)
+  int64_t paddedCols = 0;  ///< row stride; a multiple of kActBlock, >= cols
+  std::vector<float> x;    ///< Float: [rows, paddedCols]
+  std::vector<int8_t> q;   ///< Int8: [rows, paddedCols]
+  std::vector<float> sx;   ///< [rows, paddedCols / 32]: Int8 scales; Float block sums
+  std::vector<int32_t> bsum; ///< Int8: [rows, paddedCols / 32] sums of the codes
+};
+
+/// Sizes `p` for M rows of K columns, padded to at least `minPaddedCols`
+/// (rounded up to kActBlock), for options.activations on options.isa (Auto
+/// resolved). Contents are unspecified until prepareRows fills them. False
+/// with *error for bad sizes or an instruction set the CPU lacks.
+bool resizePrepared(PreparedActivations *p, int64_t M, int64_t K, int64_t minPaddedCols,
+                    const GemmOptions &options, std::string *error);
+
+/// Prepares rows [m0, m1) of a sized `p` from x (row m at x + (m - m0) *
+/// ldx, K floats), on the calling thread: for callers that produce x row by
+/// row in their own parallel loop (rms_norm, SwiGLU) and prepare each row
+/// while it is still in cache.
+void prepareRows(PreparedActivations *p, const float *x, int64_t ldx, int64_t m0, int64_t m1);
+
+/// resizePrepared + prepareRows over all of x, the Int8 quantization
+/// spread over the pool as qgemm does.
+bool prepareActivations(const float *x, int64_t M, int64_t ldx, int64_t K, int64_t minPaddedCols,
+                        const GemmOptions &options, PreparedActivations *p, std::string *error);
+
+/// As qgemm, with x already prepared (p.cols must equal w's K, p.paddedCols
+/// cover its padded K, p.activations match options.activations). qgemm is
+/// prepareActivations + qgemmPrepared: the outputs are the same bits.
+bool qgemmPrepared(const PackedView &w, const PreparedActivations &p, float *y, int64_t ldy,
+                   const float *bias, const GemmOptions &options, std::string *error);
 
 /// Bytes of `w` one call reads (codes + scales + zeros, tile padding
 /// included): what a memory-bound GEMV moves.
