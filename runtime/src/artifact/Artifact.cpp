@@ -528,14 +528,60 @@ std::unique_ptr<Artifact> Artifact::openImpl(const std::string &path, bool check
       return fail(ferr);
     if (!vectorOk(L.inputNorm, H) || !vectorOk(L.postAttentionNorm, H))
       return fail(where + ": a norm weight is not [hidden]");
+    // Fused projections (version 2): "qkv" replaces q/k/v and "gate_up"
+    // replaces gate/up when the compiler could fuse them.
+    auto readFused = [&](const char *key, std::vector<const char *> apart,
+                         const std::vector<int64_t> &parts, int64_t in,
+                         ArtifactLinear *dst) -> bool {
+      const json *obj = lf.get(key, false);
+      for (const char *k : apart)
+        if (obj && lf.get(k, false)) {
+          ferr = where + " has both '" + key + "' and '" + k + "'";
+          return false;
+        }
+      if (!obj)
+        return true;
+      int64_t total = 0;
+      for (int64_t p : parts)
+        total += p;
+      if (!readLinear(*obj, where + "." + key, total, in, dst))
+        return false;
+      Fields ff(*obj, where + "." + key, &ferr);
+      const json *pj = ff.array("parts");
+      if (!pj)
+        return false;
+      std::string got;
+      for (const json &x : *pj) {
+        got += (got.empty() ? "" : ", ") + (x.is_number_integer() ? std::to_string(x.get<int64_t>()) : std::string("?"));
+        if (x.is_number_integer() && dst->parts.size() < parts.size() + 1)
+          dst->parts.push_back(x.get<int64_t>());
+      }
+      if (dst->parts != parts) {
+        std::string want;
+        for (int64_t p : parts)
+          want += (want.empty() ? "" : ", ") + std::to_string(p);
+        ff.fail("parts", "is [" + got + "], expected [" + want + "] (summing to out_features " +
+                             std::to_string(total) + ")");
+        dst->parts.clear();
+        return false;
+      }
+      return true;
+    };
+    if (!readFused("qkv", {"q", "k", "v"}, {qOut, kvOut, kvOut}, H, &L.qkv) ||
+        !readFused("gate_up", {"gate", "up"}, {I, I}, H, &L.gateUp))
+      return fail(ferr);
     struct {
       const char *key;
       ArtifactLinear *dst;
       int64_t out, in;
-    } linears[] = {{"q", &L.q, qOut, H},   {"k", &L.k, kvOut, H},   {"v", &L.v, kvOut, H},
-                   {"o", &L.o, H, qOut},   {"gate", &L.gate, I, H}, {"up", &L.up, I, H},
-                   {"down", &L.down, H, I}};
+      bool skip;
+    } linears[] = {{"q", &L.q, qOut, H, L.fusedQkv()},      {"k", &L.k, kvOut, H, L.fusedQkv()},
+                   {"v", &L.v, kvOut, H, L.fusedQkv()},     {"o", &L.o, H, qOut, false},
+                   {"gate", &L.gate, I, H, L.fusedGateUp()}, {"up", &L.up, I, H, L.fusedGateUp()},
+                   {"down", &L.down, H, I, false}};
     for (auto &e : linears) {
+      if (e.skip)
+        continue;
       const json *obj = lf.get(e.key);
       if (!obj || !readLinear(*obj, where + "." + e.key, e.out, e.in, e.dst))
         return fail(ferr);

@@ -11,6 +11,7 @@
 #include "qopt-rt/model/CpuModelExecutor.h"
 
 #include "qopt-rt/half.h"
+#include "qopt-rt/kernels/FloatGemm.h"
 #include "qopt-rt/kernels/ThreadPool.h"
 
 #include <algorithm>
@@ -61,49 +62,6 @@ static inline float dot(const float *a, const float *b, int64_t n) {
   return s;
 }
 
-// The float GEMM's hot loops are compiled for AVX-512, AVX2 and the
-// baseline, picked at load time (the runtime is built for baseline x86-64).
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define QRT_MULTIVERSION __attribute__((target_clones("avx512f", "avx2,fma", "default")))
-#else
-#define QRT_MULTIVERSION
-#endif
-
-QRT_MULTIVERSION
-static void floatGemmRows(const TensorView &w, const float *x, int64_t m, float *y,
-                          const float *bias, int64_t begin, int64_t end) {
-  const int64_t n = w.rows, k = w.cols;
-  std::vector<float> row(w.format == WeightFormat::BF16 ? size_t(k) : 0);
-  for (int64_t r = begin; r < end; ++r) {
-    const float *wr;
-    if (w.format == WeightFormat::F32) {
-      wr = static_cast<const float *>(w.data) + r * k;
-    } else {
-      const uint16_t *src = static_cast<const uint16_t *>(w.data) + r * k;
-      for (int64_t i = 0; i < k; ++i) {
-        uint32_t bits = uint32_t(src[i]) << 16;
-        std::memcpy(&row[i], &bits, 4);
-      }
-      wr = row.data();
-    }
-    const float bb = bias ? bias[r] : 0.0f;
-    for (int64_t i = 0; i < m; ++i) {
-      const float *xi = x + i * k;
-      float acc[16] = {};
-      int64_t j = 0;
-      for (; j + 16 <= k; j += 16)
-        for (int u = 0; u < 16; ++u)
-          acc[u] += xi[j + u] * wr[j + u];
-      float s = 0;
-      for (int u = 0; u < 16; ++u)
-        s += acc[u];
-      for (; j < k; ++j)
-        s += xi[j] * wr[j];
-      y[i * n + r] = s + bb;
-    }
-  }
-}
-
 static void rowToF32(const TensorView &t, int64_t row, float *out) {
   if (t.format == WeightFormat::F32) {
     std::memcpy(out, static_cast<const float *>(t.data) + row * t.cols, sizeof(float) * t.cols);
@@ -129,15 +87,14 @@ bool linearForward(const TensorView &w, const float *x, int64_t m, float *y,
       o.threads = 1;
     return kernels::qgemm(w.packed, x, m, k, y, n, bias, o, error);
   }
-  const int64_t n = w.rows;
-  // Split over output rows: each weight row is read once (converted to fp32
-  // in a per-worker buffer for bf16) and dotted with all m activation rows.
-  const int64_t k = w.cols;
-  parallelRange(pool, n, std::max<int64_t>(8, kMinParallelMacs / std::max<int64_t>(1, k * m)),
-                [&](int64_t b, int64_t e, int) {
-    floatGemmRows(w, x, m, y, bias, b, e);
-  });
-  return true;
+  // fp32 / bf16 weights (typically the lm_head): register-tiled kernel,
+  // bf16 widened in registers (kernels/FloatGemm.h).
+  const kernels::FloatWeight fw{w.format == WeightFormat::BF16 ? kernels::FloatFormat::BF16
+                                                                 : kernels::FloatFormat::F32,
+                                w.rows, w.cols, w.data};
+  kernels::FloatGemmOptions o;
+  o.pool = &pool;
+  return kernels::floatGemm(fw, x, m, w.cols, y, w.rows, bias, o, error);
 }
 
 std::vector<float> ropeInvFreq(int32_t rotaryDim, double theta, const RopeScaling &s) {
@@ -410,14 +367,13 @@ bool CpuModelExecutor::run(const StepBatch &b, float *logits, bool allRows,
   const float eps = float(d.rmsEps);
   const float scale = 1.0f / std::sqrt(float(hd));
   ThreadPool &pool = *pool_;
+  const int64_t QKV = Q + 2 * KV;
   x_.resize(T * H);
   h_.resize(T * std::max(H, Q));
-  q_.resize(T * Q);
-  k_.resize(T * KV);
-  v_.resize(T * KV);
+  qkv_.resize(T * QKV);
   attn_.resize(T * Q);
-  gate_.resize(T * I);
-  up_.resize(T * I);
+  gateUp_.resize(T * 2 * I);
+  act_.resize(T * I);
 
   // Sequence of each token (for its block table).
   std::vector<int32_t> seqOf(T);
@@ -460,16 +416,84 @@ bool CpuModelExecutor::run(const StepBatch &b, float *logits, bool allRows,
   const int64_t ropeGrain = std::max<int64_t>(1, kMinParallelMacs / 8 / (Q + 2 * KV));
   const int64_t attnGrain =
       std::max<int64_t>(1, kMinParallelMacs / (2 * hd * std::max<int32_t>(1, maxCtx)));
+  kernels::GemmOptions gemm;
+  gemm.activations = opt_.activations;
+  gemm.pool = &pool;
+  // The widest padded K among the quantized weights that read one input
+  // (0: none is quantized, nothing to prepare).
+  auto paddedFor = [](std::initializer_list<const TensorView *> ws) {
+    int64_t p = 0;
+    for (const TensorView *w : ws)
+      if (w->valid() && w->format == WeightFormat::Packed)
+        p = std::max(p, w->packed.geometry.paddedCols);
+    return p;
+  };
+  auto sizePrepared = [&](kernels::PreparedActivations *p, int64_t cols, int64_t pad,
+                          int64_t layer) {
+    std::string err;
+    if (pad > 0 && !kernels::resizePrepared(p, T, cols, pad, gemm, &err)) {
+      if (error)
+        *error = "layer " + std::to_string(layer) + ": " + err;
+      return false;
+    }
+    return true;
+  };
+  // y (row stride ldy) = in W^T + bias: quantized weights from the prepared
+  // input, float ones from the plain rows `plain` ([T, w.cols]).
+  auto project = [&](const TensorView &w, const kernels::PreparedActivations &prepared,
+                     const float *plain, float *y, int64_t ldy, const float *bias,
+                     const char *what, int64_t layer) {
+    std::string err;
+    bool ok;
+    if (w.format == WeightFormat::Packed) {
+      kernels::GemmOptions o = gemm;
+      const int64_t n = w.packed.geometry.rows, k = w.packed.geometry.cols;
+      // A small GEMV finishes before a second thread would wake up.
+      if (T * n * k < kMinParallelMacs)
+        o.threads = 1;
+      ok = kernels::qgemmPrepared(w.packed, prepared, y, ldy, bias, o, &err);
+    } else if (ldy == w.rows) {
+      ok = linearForward(w, plain, T, y, bias, opt_.activations, pool, &err);
+    } else {
+      tmp_.resize(size_t(T * w.rows));
+      ok = linearForward(w, plain, T, tmp_.data(), bias, opt_.activations, pool, &err);
+      for (int64_t t = 0; ok && t < T; ++t)
+        std::memcpy(y + t * ldy, tmp_.data() + t * w.rows, sizeof(float) * w.rows);
+    }
+    if (!ok && error)
+      *error = "layer " + std::to_string(layer) + " " + what + ": " + err;
+    return ok;
+  };
+  // rms_norm of x_ into h_, each row prepared for the quantized GEMMs
+  // right after it is normed (still in cache; one fork-join for both).
+  auto normInto = [&](const std::vector<float> &weight, kernels::PreparedActivations *p,
+                      int64_t pad) {
+    parallelRange(pool, T, rowGrain, [&](int64_t s, int64_t e2, int) {
+      for (int64_t t = s; t < e2; ++t) {
+        rmsNorm(x_.data() + t * H, weight.data(), 1, H, eps, h_.data() + t * H);
+        if (pad > 0)
+          kernels::prepareRows(p, h_.data() + t * H, H, t, t + 1);
+      }
+    });
+  };
+
   for (int64_t l = 0; l < d.layers; ++l) {
     const LayerWeights &L = w_.layers[l];
     const serving::KVLayerView kv = kv_.layer(int32_t(l));
-    parallelRange(pool, T, rowGrain, [&](int64_t s, int64_t e2, int) {
-      rmsNorm(x_.data() + s * H, inNorm_[l].data(), e2 - s, H, eps, h_.data() + s * H);
-    });
-    if (!linear(L.q, h_.data(), q_.data(), L.qBias, "q_proj", l) ||
-        !linear(L.k, h_.data(), k_.data(), L.kBias, "k_proj", l) ||
-        !linear(L.v, h_.data(), v_.data(), L.vBias, "v_proj", l))
+    // q, k, v side by side in qkv_ rows: one GEMM when fused.
+    const int64_t padQkv = L.fusedQkv() ? paddedFor({&L.qkv}) : paddedFor({&L.q, &L.k, &L.v});
+    if (!sizePrepared(&normed_, H, padQkv, l))
       return false;
+    normInto(inNorm_[l], &normed_, padQkv);
+    float *qkv = qkv_.data();
+    if (L.fusedQkv()) {
+      if (!project(L.qkv, normed_, h_.data(), qkv, QKV, L.qkvBias, "qkv_proj", l))
+        return false;
+    } else if (!project(L.q, normed_, h_.data(), qkv, QKV, L.qBias, "q_proj", l) ||
+               !project(L.k, normed_, h_.data(), qkv + Q, QKV, L.kBias, "k_proj", l) ||
+               !project(L.v, normed_, h_.data(), qkv + Q + KV, QKV, L.vBias, "v_proj", l)) {
+      return false;
+    }
 
     // Rotary on q and k, and the K/V write into the paged pool.
     parallelRange(pool, T, ropeGrain, [&](int64_t s, int64_t e2, int) {
@@ -483,13 +507,13 @@ bool CpuModelExecutor::run(const StepBatch &b, float *logits, bool allRows,
           }
         };
         for (int64_t h = 0; h < nH; ++h)
-          rope(q_.data() + t * Q + h * hd);
+          rope(qkv + t * QKV + h * hd);
         const int64_t slot = b.slotMapping[t];
         const int64_t base = (slot / b.blockSize) * kv.blockStride + (slot % b.blockSize) * kv.tokenStride;
         for (int64_t h = 0; h < nKV; ++h) {
-          float *kh = k_.data() + t * KV + h * hd;
+          float *kh = qkv + t * QKV + Q + h * hd;
           rope(kh);
-          const float *vh = v_.data() + t * KV + h * hd;
+          const float *vh = qkv + t * QKV + Q + KV + h * hd;
           float ik = quantKV ? kv.kScale[h] : 1.0f;
           float iv = quantKV ? kv.vScale[h] : 1.0f;
           for (int64_t i = 0; i < hd; ++i) {
@@ -509,7 +533,7 @@ bool CpuModelExecutor::run(const StepBatch &b, float *logits, bool allRows,
         const int32_t sq = seqOf[t];
         const int32_t *table = b.blockTable.data() + b.blockTableStart[sq];
         const int64_t n = int64_t(b.positions[t]) + 1; // positions 0..pos
-        const float *qh = q_.data() + t * Q + h * hd;
+        const float *qh = qkv + t * QKV + h * hd;
         const float ks = quantKV ? kv.kScale[g] : 1.0f, vs = quantKV ? kv.vScale[g] : 1.0f;
         float mx = -std::numeric_limits<float>::infinity();
         for (int64_t p = 0; p < n; ++p) {
@@ -544,19 +568,36 @@ bool CpuModelExecutor::run(const StepBatch &b, float *logits, bool allRows,
     for (int64_t i = 0; i < T * H; ++i)
       x_[i] += h_[i];
 
-    parallelRange(pool, T, rowGrain, [&](int64_t s, int64_t e2, int) {
-      rmsNorm(x_.data() + s * H, postNorm_[l].data(), e2 - s, H, eps, h_.data() + s * H);
-    });
-    if (!linear(L.gate, h_.data(), gate_.data(), nullptr, "gate_proj", l) ||
-        !linear(L.up, h_.data(), up_.data(), nullptr, "up_proj", l))
+    // gate and up side by side in gateUp_ rows: one GEMM when fused.
+    const int64_t padGateUp =
+        L.fusedGateUp() ? paddedFor({&L.gateUp}) : paddedFor({&L.gate, &L.up});
+    if (!sizePrepared(&normed_, H, padGateUp, l))
       return false;
-    parallelRange(pool, T * I, kMinParallelMacs / 8, [&](int64_t s, int64_t e2, int) {
-      for (int64_t i = s; i < e2; ++i) {
-        float g = gate_[i];
-        gate_[i] = g / (1.0f + std::exp(-g)) * up_[i];
+    normInto(postNorm_[l], &normed_, padGateUp);
+    float *gu = gateUp_.data();
+    if (L.fusedGateUp()) {
+      if (!project(L.gateUp, normed_, h_.data(), gu, 2 * I, nullptr, "gate_up_proj", l))
+        return false;
+    } else if (!project(L.gate, normed_, h_.data(), gu, 2 * I, nullptr, "gate_proj", l) ||
+               !project(L.up, normed_, h_.data(), gu + I, 2 * I, nullptr, "up_proj", l)) {
+      return false;
+    }
+    // SwiGLU row by row, each row prepared for down_proj while in cache.
+    const int64_t padDown = paddedFor({&L.down});
+    if (!sizePrepared(&swiglu_, I, padDown, l))
+      return false;
+    parallelRange(pool, T, std::max<int64_t>(1, kMinParallelMacs / 8 / I),
+                  [&](int64_t s, int64_t e2, int) {
+      for (int64_t t = s; t < e2; ++t) {
+        const float *g = gu + t * 2 * I, *u = g + I;
+        float *a = act_.data() + t * I;
+        for (int64_t i = 0; i < I; ++i)
+          a[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+        if (padDown > 0)
+          kernels::prepareRows(&swiglu_, a, I, t, t + 1);
       }
     });
-    if (!linear(L.down, gate_.data(), h_.data(), nullptr, "down_proj", l))
+    if (!project(L.down, swiglu_, act_.data(), h_.data(), H, nullptr, "down_proj", l))
       return false;
     for (int64_t i = 0; i < T * H; ++i)
       x_[i] += h_[i];

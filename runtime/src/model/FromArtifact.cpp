@@ -88,7 +88,7 @@ static bool linearView(const ArtifactLinear &l, int64_t rows, int64_t cols, Tens
     m->ownedBiases.push_back(std::move(v));
     *bias = m->ownedBiases.back().data();
   } else if (l.bias) {
-    *error = "artifact: " + what + " has a bias, which the executor supports only on q/k/v";
+    *error = "artifact: " + what + " has a bias, which the executor supports only on q/k/v (or qkv)";
     return false;
   }
   return true;
@@ -146,13 +146,17 @@ bool modelFromArtifact(const Artifact &art, ArtifactModel *m, std::string *error
     const std::string p = "layer " + std::to_string(i) + " ";
     if (!floatView(a.inputNorm, p + "input norm", 1, H, &L.inputNorm, error) ||
         !floatView(a.postAttentionNorm, p + "post-attention norm", 1, H, &L.postAttentionNorm, error) ||
-        !linearView(a.q, Q, H, &L.q, &L.qBias, m, error) ||
-        !linearView(a.k, KV, H, &L.k, &L.kBias, m, error) ||
-        !linearView(a.v, KV, H, &L.v, &L.vBias, m, error) ||
         !linearView(a.o, H, Q, &L.o, nullptr, m, error) ||
-        !linearView(a.gate, I, H, &L.gate, nullptr, m, error) ||
-        !linearView(a.up, I, H, &L.up, nullptr, m, error) ||
         !linearView(a.down, H, I, &L.down, nullptr, m, error))
+      return false;
+    if (a.fusedQkv() ? !linearView(a.qkv, Q + 2 * KV, H, &L.qkv, &L.qkvBias, m, error)
+                     : (!linearView(a.q, Q, H, &L.q, &L.qBias, m, error) ||
+                        !linearView(a.k, KV, H, &L.k, &L.kBias, m, error) ||
+                        !linearView(a.v, KV, H, &L.v, &L.vBias, m, error)))
+      return false;
+    if (a.fusedGateUp() ? !linearView(a.gateUp, 2 * I, H, &L.gateUp, nullptr, m, error)
+                        : (!linearView(a.gate, I, H, &L.gate, nullptr, m, error) ||
+                           !linearView(a.up, I, H, &L.up, nullptr, m, error)))
       return false;
     w.layers.push_back(L);
     if (i == 0)

@@ -46,12 +46,20 @@ std::string validateWeights(const ModelWeights &w) {
     const std::string p = "layer " + std::to_string(i) + " ";
     if (!(e = checkTensor(l.inputNorm, p + "input norm", 1, H, false)).empty()) return e;
     if (!(e = checkTensor(l.postAttentionNorm, p + "post-attention norm", 1, H, false)).empty()) return e;
-    if (!(e = checkTensor(l.q, p + "q_proj", Q, H, true)).empty()) return e;
-    if (!(e = checkTensor(l.k, p + "k_proj", KV, H, true)).empty()) return e;
-    if (!(e = checkTensor(l.v, p + "v_proj", KV, H, true)).empty()) return e;
+    if (l.fusedQkv()) {
+      if (!(e = checkTensor(l.qkv, p + "qkv_proj", Q + 2 * KV, H, true)).empty()) return e;
+    } else {
+      if (!(e = checkTensor(l.q, p + "q_proj", Q, H, true)).empty()) return e;
+      if (!(e = checkTensor(l.k, p + "k_proj", KV, H, true)).empty()) return e;
+      if (!(e = checkTensor(l.v, p + "v_proj", KV, H, true)).empty()) return e;
+    }
     if (!(e = checkTensor(l.o, p + "o_proj", H, Q, true)).empty()) return e;
-    if (!(e = checkTensor(l.gate, p + "gate_proj", I, H, true)).empty()) return e;
-    if (!(e = checkTensor(l.up, p + "up_proj", I, H, true)).empty()) return e;
+    if (l.fusedGateUp()) {
+      if (!(e = checkTensor(l.gateUp, p + "gate_up_proj", 2 * I, H, true)).empty()) return e;
+    } else {
+      if (!(e = checkTensor(l.gate, p + "gate_proj", I, H, true)).empty()) return e;
+      if (!(e = checkTensor(l.up, p + "up_proj", I, H, true)).empty()) return e;
+    }
     if (!(e = checkTensor(l.down, p + "down_proj", H, I, true)).empty()) return e;
   }
   return "";

@@ -25,7 +25,9 @@ struct PackedView;
 }
 
 /// The manifest version this loader reads (and the compiler writes).
-constexpr int kArtifactVersion = 1;
+/// Version 2: a layer's q/k/v (gate/up) may be one fused linear "qkv"
+/// ("gate_up") with "parts".
+constexpr int kArtifactVersion = 2;
 /// Alignment of every tensor in weights.bin (a page: tensors are mmapped).
 constexpr size_t kArtifactAlign = 4096;
 
@@ -57,12 +59,22 @@ struct ArtifactLinear {
   std::string activationQuant;
   std::string activationQuantMode;
   float activationScale = 0.0f;
+  /// A fused linear (qkv, gate_up): the output rows of each original
+  /// projection, in order (they sum to outFeatures); empty otherwise.
+  std::vector<int64_t> parts;
 };
 
 /// One decoder layer.
 struct ArtifactLayer {
   const ArtifactTensor *inputNorm = nullptr, *postAttentionNorm = nullptr;
+  /// q/k/v and gate/up as written when the compiler did not fuse them;
+  /// left empty (name "") when qkv / gateUp holds them.
   ArtifactLinear q, k, v, o, gate, up, down;
+  /// Fused projections: rows q, k, v (parts [Q, KV, KV]) and gate, up
+  /// (parts [I, I]); empty (parts.empty()) when the layer keeps them apart.
+  ArtifactLinear qkv, gateUp;
+  bool fusedQkv() const { return !qkv.parts.empty(); }
+  bool fusedGateUp() const { return !gateUp.parts.empty(); }
   std::string kvCacheDtype;           ///< "" (unspecified: runtime default), "bf16", "f16", "int8", "fp8e4m3"
   std::vector<float> kScales, vScales; ///< per kv head (empty when not quantized)
 };
@@ -93,7 +105,7 @@ public:
   Artifact &operator=(const Artifact &) = delete;
 
   /// Opens OUT.qopt (a directory): maps weights.bin, parses and validates
-  /// the manifest (format, version == 1, target runnable on this CPU —
+  /// the manifest (format, version == kArtifactVersion, target runnable on this CPU —
   /// refuses with a clear message naming the missing ISA feature — every
   /// tensor in bounds and aligned). nullptr + *error on failure.
   static std::unique_ptr<Artifact> open(const std::string &path, std::string *error);

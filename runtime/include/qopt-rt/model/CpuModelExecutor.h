@@ -3,7 +3,8 @@
 // Implements the serving ModelExecutor for a Llama-family decoder: embedding,
 // rms_norm, q/k/v/o and gate/up/down projections (quantized ones through
 // qgemm, dequantized in registers; fp32/bf16 ones through a threaded float
-// GEMM), rotary fused with the paged KV-cache write, paged causal GQA
+// GEMM; q/k/v and gate/up one GEMM each when the weights are fused, their
+// input prepared by rms_norm / SwiGLU in the same pass), rotary fused with the paged KV-cache write, paged causal GQA
 // attention through the block tables, SwiGLU, residuals, final norm and the
 // lm_head for the rows that need logits.
 //
@@ -73,8 +74,12 @@ private:
   std::vector<std::vector<float>> inNorm_, postNorm_;
   std::vector<float> finalNorm_;
   std::vector<float> fp8Table_; ///< fp8 e4m3 codes 0..126 decoded (KV)
-  // Scratch reused across steps (grown on demand).
-  std::vector<float> x_, h_, q_, k_, v_, attn_, gate_, up_, rows_;
+  // Scratch reused across steps (grown on demand). qkv_ holds [T, Q + 2 KV]
+  // rows (q, k, v side by side, fused or not), gateUp_ [T, 2 I] rows.
+  std::vector<float> x_, h_, qkv_, attn_, gateUp_, act_, rows_, tmp_;
+  // The quantized GEMMs' inputs, prepared by the pass that produces them:
+  // rms_norm for q/k/v and gate/up, SwiGLU for down.
+  kernels::PreparedActivations normed_, swiglu_;
 };
 
 /// Linear projection y[M, N] = x[M, K] W^T (+ bias) for any WeightFormat;

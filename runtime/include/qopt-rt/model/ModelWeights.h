@@ -61,6 +61,14 @@ struct LayerWeights {
   TensorView inputNorm, postAttentionNorm;
   TensorView q, k, v, o, gate, up, down;
   const float *qBias = nullptr, *kBias = nullptr, *vBias = nullptr;
+  /// Fused projections, one GEMM each (the artifact writer fuses when the
+  /// parts share a storage format): qkv is [Q + 2 KV, hidden], rows q then
+  /// k then v; gateUp is [2 I, hidden], rows gate then up. When valid, the
+  /// separate q/k/v (gate/up) views and their biases are not used.
+  TensorView qkv, gateUp;
+  const float *qkvBias = nullptr; ///< [Q + 2 KV] or null
+  bool fusedQkv() const { return qkv.valid(); }
+  bool fusedGateUp() const { return gateUp.valid(); }
 };
 
 /// The whole model.
