@@ -7,7 +7,10 @@
 //      N x K = 4096 x 4096, 14336 x 4096, 4096 x 14336, with the weights
 //      rotated over enough copies (>= 384 MiB in all, 12x the L3 here) that
 //      no call finds its weights in cache,
-// and reports for (b) the packed weight bytes one call reads (codes +
+//  (c) the float-weight GEMM (floatGemm) at a Llama-3.2-1B tied lm_head,
+//      bf16 128256 x 2048 (525 MB, larger than any cache by itself), M = 1
+//      and 16, next to the executor's former loop ("baseline"),
+// and reports for (b) and (c) the weight bytes one call reads (codes +
 // scales + zeros) / time as GB/s and as a share of (a): "bw%" is the median
 // over rounds of (GEMV rate / bandwidth measured just before, in the same
 // round), "bw%max" the GEMV rate against the best bandwidth seen so far in
@@ -16,7 +19,10 @@
 //   qrt_kernel_bench [--benchmark_filter=...] [google benchmark flags]
 //
 //===----------------------------------------------------------------------===//
+#include "FloatGemmBaseline.h"
+
 #include "qopt-rt/half.h"
+#include "qopt-rt/kernels/FloatGemm.h"
 #include "qopt-rt/kernels/QGemm.h"
 #include "qopt-rt/kernels/ThreadPool.h"
 
@@ -288,6 +294,83 @@ void BM_QGemm(benchmark::State &state, PackedFormat format, Activations act, Isa
                  (act == Activations::Int8 ? " a8" : " f32"));
 }
 
+//===--- (c) float-weight GEMM --------------------------------------------===//
+
+/// The lm_head of a tied-embedding Llama-3.2-1B: bf16 [128256, 2048].
+struct FloatWeightSet {
+  int64_t N = 0, K = 0;
+  Buffer data;
+  FloatWeight view;
+};
+
+FloatWeightSet &floatWeights(int64_t N, int64_t K) {
+  static FloatWeightSet ws;
+  if (ws.N == N && ws.K == K)
+    return ws;
+  ws = FloatWeightSet();
+  ws.data = allocate(size_t(N * K) * 2);
+  auto *p = reinterpret_cast<uint16_t *>(ws.data.get());
+  std::mt19937 rng(uint32_t(N + K));
+  std::normal_distribution<float> d(0.0f, 0.02f);
+  for (int64_t i = 0; i < N * K; ++i)
+    p[i] = qrt::f32ToBf16(d(rng));
+  ws.N = N;
+  ws.K = K;
+  ws.view = {FloatFormat::BF16, N, K, ws.data.get()};
+  return ws;
+}
+
+/// Rounds as in BM_QGemm (bandwidth pass, then >= 50 ms of calls).
+void BM_FloatGemm(benchmark::State &state, bool baseline) {
+  const int64_t N = state.range(0), K = state.range(1), M = state.range(2);
+  FloatWeightSet &ws = floatWeights(N, K);
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  std::vector<float> x(size_t(M * K)), y(size_t(M * N));
+  for (auto &v : x)
+    v = u(rng);
+  FloatGemmOptions opt;
+  opt.threads = kThreads;
+  opt.pool = &pool();
+  const double bytes = double(weightBytesRead(ws.view));
+  std::string error;
+  std::vector<double> gemvRate, bwRate, ratio, perCall;
+  for (auto _ : state) {
+    state.PauseTiming();
+    const double bw = double(bigBuffer().bytes) / bandwidthPass();
+    gBandwidth = std::max(gBandwidth, bw);
+    state.ResumeTiming();
+    double seconds = 0.0;
+    int64_t calls = 0;
+    while (seconds < 0.05 || calls < 3) {
+      const auto t0 = Clock::now();
+      if (baseline) {
+        qrt::bench::baselineFloatGemm(ws.view, x.data(), M, y.data(), pool(), kThreads);
+      } else if (!floatGemm(ws.view, x.data(), M, K, y.data(), N, nullptr, opt, &error)) {
+        state.SkipWithError(error.c_str());
+        return;
+      }
+      seconds += secondsSince(t0);
+      ++calls;
+      benchmark::DoNotOptimize(y.data());
+    }
+    const double rate = bytes * double(calls) / seconds;
+    gemvRate.push_back(rate);
+    bwRate.push_back(bw);
+    ratio.push_back(rate / bw);
+    perCall.push_back(seconds / double(calls));
+  }
+  const double call = median(perCall);
+  state.counters["us/call"] = 1e6 * call;
+  state.counters["GB/s"] = median(gemvRate) / 1e9;
+  state.counters["bw_GB/s"] = median(bwRate) / 1e9;
+  state.counters["bw%"] = 100.0 * median(ratio);
+  state.counters["bw%max"] = 100.0 * median(gemvRate) / gBandwidth;
+  state.counters["MB/call"] = bytes / 1e6;
+  state.counters["GFLOP/s"] = 2.0 * double(M * N * K) / call / 1e9;
+  state.SetLabel(std::string("bf16 ") + (baseline ? "baseline loop" : isaName(bestIsa())));
+}
+
 std::string cpuModel() {
   std::ifstream in("/proc/cpuinfo");
   std::string line;
@@ -345,6 +428,15 @@ void registerAll() {
           (std::string("QGemm/") + layoutId(f) + "/a8/auto").c_str(), BM_QGemm, f,
           Activations::Int8, Isa::Auto)
           ->Args({4096, 14336, M})
+          ->ArgNames({"N", "K", "M"})
+          ->UseRealTime()
+          ->Unit(benchmark::kMillisecond)
+          ->Iterations(kRounds);
+  for (int64_t M : {1, 16})
+    for (bool baseline : {false, true})
+      benchmark::RegisterBenchmark(baseline ? "FloatGemm/bf16/baseline" : "FloatGemm/bf16/auto",
+                                   BM_FloatGemm, baseline)
+          ->Args({128256, 2048, M})
           ->ArgNames({"N", "K", "M"})
           ->UseRealTime()
           ->Unit(benchmark::kMillisecond)

@@ -32,3 +32,4 @@ if(CMAKE_SYSTEM_PROCESSOR MATCHES "^(x86_64|AMD64|amd64)$" AND
   set_source_files_properties(src/kernels/Isa.cpp src/kernels/QGemm.cpp PROPERTIES
     COMPILE_DEFINITIONS "QRT_KERNELS_X86=1")
 endif()
+include(${CMAKE_CURRENT_LIST_DIR}/FloatGemm.cmake)
