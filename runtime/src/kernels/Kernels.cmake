@@ -7,9 +7,11 @@ target_sources(qopt_runtime PRIVATE
   src/kernels/Isa.cpp
   src/kernels/PackedLayout.cpp
   src/kernels/QGemm.cpp
+  src/kernels/Specialized.cpp
   src/kernels/KernelsScalar.cpp
   src/kernels/ThreadPool.cpp)
-target_link_libraries(qopt_runtime PUBLIC Threads::Threads)
+# Specialized.cpp loads the kernel library an artifact carries.
+target_link_libraries(qopt_runtime PUBLIC Threads::Threads ${CMAKE_DL_LIBS})
 
 if(CMAKE_SYSTEM_PROCESSOR MATCHES "^(x86_64|AMD64|amd64)$" AND
    CMAKE_CXX_COMPILER_ID MATCHES "GNU|Clang")

@@ -19,114 +19,21 @@
 namespace qrt::kernels::detail::avx512 {
 
 #define QRT_AVX512_VNNI 0
-#include "Avx512IntKernel.inc"
+#include "qopt-rt/kernels/tiles/Avx512IntTiles.inc"
 
 namespace {
-
-/// Float of column SH/8.. of each lane's codes: for 4-bit codes vpermps
-/// reads only the low 4 bits of each index, so a shift and a table lookup
-/// replace mask + convert.
-template <int SH, int BITS> inline __m512 codesAsFloat(__m512i v, __m512 table) {
-  if constexpr (BITS == 4) {
-    return _mm512_permutexvar_ps(SH == 0 ? v : _mm512_srli_epi32(v, SH), table);
-  } else {
-    const __m512i c = SH == 24 ? _mm512_srli_epi32(v, 24)
-                               : _mm512_and_si512(SH == 0 ? v : _mm512_srli_epi32(v, SH),
-                                                  _mm512_set1_epi32(0xFF));
-    return _mm512_cvtepi32_ps(c);
-  }
+void intGemm(const WeightArgs &w, const ActI8 &a, const OutArgs &o, int64_t t0, int64_t t1,
+             int64_t m0, int64_t m1) {
+  if (w.bits == 4)
+    intTiles<4>(w, a, o, t0, t1, m0, m1);
+  else
+    intTiles<8>(w, a, o, t0, t1, m0, m1);
 }
+} // namespace
 
-template <int SH, int BITS, int MB>
-inline void fmaColumn(__m512 *part, __m512i v, __m512 table, const float *const *xrow,
-                      int64_t k) {
-  const __m512 wv = codesAsFloat<SH, BITS>(v, table);
-  for (int i = 0; i < MB; ++i)
-    part[i] = _mm512_fmadd_ps(wv, _mm512_set1_ps(xrow[i][k]), part[i]);
-}
+#include "qopt-rt/kernels/tiles/Avx512F32Tiles.inc"
 
-// Per 32-column block: part = sum_k code * x in fp32 (16 rows x MB rows of
-// x), then y += scale * (part - zero * sum_k x). Summing per block keeps the
-// fp32 rounding error growing like sqrt(K) instead of K, and moves the zero
-// and scale out of the inner loop (3 instructions per 16 weights).
-template <int MB, int BITS>
-void f32Tile(const WeightArgs &w, const ActF32 &a, const OutArgs &o, int64_t t, int64_t m0) {
-  const uint8_t *tile = w.data + t * w.tileStride;
-  const __m512 table = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-  const float *xrow[MB];
-  const float *brow[MB];
-  __m512 acc[MB];
-  for (int i = 0; i < MB; ++i) {
-    xrow[i] = a.x + (m0 + i) * a.ldx;
-    brow[i] = a.bsum + (m0 + i) * a.ldb;
-    acc[i] = _mm512_setzero_ps();
-  }
-  const int64_t blocks = w.groupSize / 32;
-  for (int64_t g = 0; g < w.groups; ++g) {
-    const uint8_t *sb = tile + (g / 4) * w.superblockStride;
-    const __m512 s = _mm512_cvtph_ps(
-        _mm256_loadu_si256(reinterpret_cast<const __m256i *>(sb + (g % 4) * 32)));
-    const __m512 zf =
-        w.symmetric ? _mm512_set1_ps(float(1 << (BITS - 1)))
-                    : _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(
-                          reinterpret_cast<const __m128i *>(sb + 128 + (g % 4) * 16))));
-    const uint8_t *codes = sb + w.metaBytes + (g % 4) * w.groupCodeBytes;
-    for (int64_t b = 0; b < blocks; ++b) {
-      const int64_t k0 = g * w.groupSize + b * 32;
-      const uint8_t *c = codes + b * (BITS == 4 ? 256 : 512);
-      prefetchBlock<BITS>(c);
-      __m512 part[MB];
-      for (int i = 0; i < MB; ++i)
-        part[i] = _mm512_setzero_ps();
-      for (int64_t k = k0; k < k0 + 32; k += (BITS == 4 ? 8 : 4)) {
-        const __m512i v = _mm512_loadu_si512(c + (k - k0) * (BITS == 4 ? 8 : 16));
-        if constexpr (BITS == 4) {
-          fmaColumn<0, 4, MB>(part, v, table, xrow, k + 0);
-          fmaColumn<4, 4, MB>(part, v, table, xrow, k + 4);
-          fmaColumn<8, 4, MB>(part, v, table, xrow, k + 1);
-          fmaColumn<12, 4, MB>(part, v, table, xrow, k + 5);
-          fmaColumn<16, 4, MB>(part, v, table, xrow, k + 2);
-          fmaColumn<20, 4, MB>(part, v, table, xrow, k + 6);
-          fmaColumn<24, 4, MB>(part, v, table, xrow, k + 3);
-          fmaColumn<28, 4, MB>(part, v, table, xrow, k + 7);
-        } else {
-          fmaColumn<0, 8, MB>(part, v, table, xrow, k + 0);
-          fmaColumn<8, 8, MB>(part, v, table, xrow, k + 1);
-          fmaColumn<16, 8, MB>(part, v, table, xrow, k + 2);
-          fmaColumn<24, 8, MB>(part, v, table, xrow, k + 3);
-        }
-      }
-      for (int i = 0; i < MB; ++i)
-        acc[i] = _mm512_fmadd_ps(
-            s, _mm512_fnmadd_ps(zf, _mm512_set1_ps(brow[i][k0 / 32]), part[i]), acc[i]);
-    }
-  }
-  const int64_t left = w.rows - t * 16;
-  const __mmask16 m = left >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1);
-  const __m512 bias = o.bias ? _mm512_maskz_loadu_ps(m, o.bias + t * 16) : _mm512_setzero_ps();
-  for (int i = 0; i < MB; ++i)
-    _mm512_mask_storeu_ps(o.y + (m0 + i) * o.ldy + t * 16, m, _mm512_add_ps(acc[i], bias));
-}
-
-template <int BITS>
-void f32Tiles(const WeightArgs &w, const ActF32 &a, const OutArgs &o, int64_t t0, int64_t t1,
-              int64_t m0, int64_t m1) {
-  for (int64_t t = t0; t < t1; ++t) {
-    int64_t m = m0;
-    for (; m + 8 <= m1; m += 8)
-      f32Tile<8, BITS>(w, a, o, t, m);
-    switch (m1 - m) {
-    case 7: f32Tile<7, BITS>(w, a, o, t, m); break;
-    case 6: f32Tile<6, BITS>(w, a, o, t, m); break;
-    case 5: f32Tile<5, BITS>(w, a, o, t, m); break;
-    case 4: f32Tile<4, BITS>(w, a, o, t, m); break;
-    case 3: f32Tile<3, BITS>(w, a, o, t, m); break;
-    case 2: f32Tile<2, BITS>(w, a, o, t, m); break;
-    case 1: f32Tile<1, BITS>(w, a, o, t, m); break;
-    default: break;
-    }
-  }
-}
+namespace {
 
 inline __mmask16 tailMask(int64_t left) {
   if (left >= 16)

@@ -18,8 +18,6 @@ namespace qrt::kernels {
 
 namespace {
 
-int64_t roundUp(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
-
 /// Offset of group g's superblock within a tile.
 inline int64_t superblockOffset(const PackedGeometry &g, int64_t group) {
   return group / kGroupsPerSuperblock * g.superblockStride;
@@ -130,35 +128,15 @@ bool computeGeometry(const PackedFormat &f, int64_t rows, int64_t cols, PackedGe
     *error = "packed matrix: bad shape " + std::to_string(rows) + "x" + std::to_string(cols);
     return false;
   }
-  PackedGeometry out;
-  out.rows = rows;
-  out.cols = cols;
-  if (f.groupSize == 0) {
-    out.paddedCols = roundUp(cols, kActBlock);
-    out.groupSize = out.paddedCols;
-  } else {
-    out.paddedCols = roundUp(cols, f.groupSize);
-    out.groupSize = f.groupSize;
-  }
-  out.groups = out.paddedCols / out.groupSize;
-  out.tiles = (rows + kTileRows - 1) / kTileRows;
-  out.groupCodeBytes = out.groupSize * kTileRows * f.bits / 8;
-  out.metaBytes = kGroupsPerSuperblock *
-                  int64_t(sizeof(ScalesX16) + (f.symmetric ? 0 : sizeof(ZerosX16)));
-  out.superblockStride = out.metaBytes + kGroupsPerSuperblock * out.groupCodeBytes;
-  const int64_t superblocks = (out.groups + kGroupsPerSuperblock - 1) / kGroupsPerSuperblock;
-  // Every part is a multiple of 64 bytes already (group sizes are multiples
-  // of 32 columns); the round-up only states the invariant.
-  out.tileStride =
-      roundUp(superblocks * out.metaBytes + out.groups * out.groupCodeBytes, kPackAlign);
   // Guard the product before forming it: a header could ask for anything.
-  if (out.tileStride > (int64_t(1) << 40) / out.tiles) {
+  const PackedGeometry probe = geometryOf(f.bits, f.groupSize, f.symmetric, 1, cols);
+  const int64_t tiles = (rows + kTileRows - 1) / kTileRows;
+  if (probe.tileStride > (int64_t(1) << 40) / tiles) {
     *error = "packed matrix: " + std::to_string(rows) + "x" + std::to_string(cols) +
              " exceeds 2^40 bytes";
     return false;
   }
-  out.totalBytes = out.tiles * out.tileStride;
-  *g = out;
+  *g = geometryOf(f.bits, f.groupSize, f.symmetric, rows, cols);
   return true;
 }
 

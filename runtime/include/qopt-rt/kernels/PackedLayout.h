@@ -101,6 +101,34 @@ struct PackedGeometry {
   int64_t tileStride = 0;      ///< bytes from one tile to the next (multiple of 64)
   int64_t totalBytes = 0;      ///< tiles * tileStride
 };
+/// The geometry of an N x K matrix of `bits`-bit codes in groups of
+/// `groupSize` columns (0 = per-channel), unchecked: the one formula both
+/// computeGeometry (which validates first) and the generated,
+/// shape-specialized kernels (kernels/gen/Specialize.h, at compile time)
+/// use.
+constexpr PackedGeometry geometryOf(int bits, int groupSize, bool symmetric, int64_t rows,
+                                    int64_t cols) {
+  PackedGeometry out;
+  out.rows = rows;
+  out.cols = cols;
+  const int64_t unit = groupSize == 0 ? kActBlock : groupSize;
+  out.paddedCols = (cols + unit - 1) / unit * unit;
+  out.groupSize = groupSize == 0 ? out.paddedCols : groupSize;
+  out.groups = out.paddedCols / out.groupSize;
+  out.tiles = (rows + kTileRows - 1) / kTileRows;
+  out.groupCodeBytes = out.groupSize * kTileRows * bits / 8;
+  out.metaBytes = kGroupsPerSuperblock *
+                  int64_t(sizeof(ScalesX16) + (symmetric ? 0 : sizeof(ZerosX16)));
+  out.superblockStride = out.metaBytes + kGroupsPerSuperblock * out.groupCodeBytes;
+  const int64_t superblocks = (out.groups + kGroupsPerSuperblock - 1) / kGroupsPerSuperblock;
+  // Every part is a multiple of 64 bytes already (group sizes are multiples
+  // of 32 columns); the round-up only states the invariant.
+  const int64_t bytes = superblocks * out.metaBytes + out.groups * out.groupCodeBytes;
+  out.tileStride = (bytes + kPackAlign - 1) / kPackAlign * kPackAlign;
+  out.totalBytes = out.tiles * out.tileStride;
+  return out;
+}
+
 /// Geometry of an N x K matrix in `format`. False with *error for a bad
 /// format, non-positive or absurd (> 2^40 bytes) sizes.
 bool computeGeometry(const PackedFormat &format, int64_t rows, int64_t cols,
@@ -120,11 +148,16 @@ struct RefQuantMatrix {
   const float *zeros = nullptr;    ///< [rows, groups] integers in [0, 255]; null if symmetric
 };
 
+struct SpecializedGemm;
+
 /// Non-owning view of a packed matrix (e.g. inside a memory-mapped artifact).
 struct PackedView {
   PackedFormat format;
   PackedGeometry geometry;
   const uint8_t *data = nullptr; ///< geometry.totalBytes, 64-byte aligned preferred
+  /// Kernels generated for exactly this format and shape (Specialized.h),
+  /// or null for the generic ones.
+  const SpecializedGemm *special = nullptr;
 };
 
 /// Packs `ref` into `out` (geometry.totalBytes of them, see computeGeometry).
