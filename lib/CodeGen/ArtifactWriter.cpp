@@ -29,6 +29,7 @@
 #include "llvm/Support/Process.h"
 #include "llvm/Support/raw_ostream.h"
 
+#include <cstdlib>
 #include <cstring>
 #include <map>
 
@@ -50,6 +51,13 @@ struct TensorPlan {
   uint64_t offset = 0, nbytes = 0;
   /// Float tensors whose bytes can be copied as they are.
   bool rawCopy = false;
+  /// A fused tensor: the plans of its parts, whose rows it holds one after
+  /// the other (packed: codes / scales / zeros concatenated, then packed
+  /// as one matrix). A fused bias lists its parts' bias plans, with name ""
+  /// for a part without one (zeros); it is always f32.
+  std::vector<TensorPlan> parts;
+  std::vector<int64_t> partRows;
+  bool fusedBias = false;
 };
 
 class Writer {
@@ -73,6 +81,11 @@ private:
   bool planFloat(const std::string &name);
   llvm::json::Object linearJson(mlir::Value weight, mlir::Value bias, mlir::Operation *op,
                                 int64_t rows, int64_t cols, const std::string &where, bool *ok);
+  /// Replaces the linears `keys` of `layer` (their JSON objects) by one
+  /// fused linear `fusedKey` when their storage and act_quant agree.
+  bool fuse(llvm::json::Object &layer, std::initializer_list<const char *> keys,
+            const char *fusedKey, const std::string &fusedName);
+  bool writeFused(llvm::raw_ostream &os, const TensorPlan &p);
   bool writeWeights(const std::string &path);
   bool writeFiles(const std::string &dir);
 
@@ -88,6 +101,7 @@ private:
   llvm::json::Object model_;
   uint64_t totalBytes_ = 0;
   bool quantized_ = false;
+  bool kvQuantized_ = false; ///< an attention stores its KV cache in 1 byte
 };
 
 bool Writer::resolveTarget() {
@@ -302,10 +316,19 @@ bool Writer::collect() {
       if (!ok)
         return false;
     }
+    // One GEMM instead of three (two) in the runtime. Tests switch fusion
+    // off to compare against the separate projections.
+    const char *noFusion = std::getenv("QOPT_ARTIFACT_NO_FUSION");
+    if (!noFusion || !*noFusion || std::string(noFusion) == "0") {
+      if (!fuse(layer, {"q", "k", "v"}, "qkv", names::attn(int64_t(i), "qkv_proj")) ||
+          !fuse(layer, {"gate", "up"}, "gate_up", names::mlp(int64_t(i), "gate_up_proj")))
+        return false;
+    }
     qllm::AttentionOp att = attentions[i];
     llvm::json::Object kv;
     kv["dtype"] = att.getKvCacheDtype() ? llvm::json::Value(att.getKvCacheDtype()->str())
                                         : llvm::json::Value(nullptr);
+    kvQuantized_ = kvQuantized_ || bool(att.getKvCacheDtype());
     auto scales = [](std::optional<llvm::ArrayRef<float>> s) -> llvm::json::Value {
       if (!s)
         return nullptr;
@@ -334,6 +357,156 @@ bool Writer::collect() {
   return true;
 }
 
+bool Writer::fuse(llvm::json::Object &layer, std::initializer_list<const char *> keys,
+                  const char *fusedKey, const std::string &fusedName) {
+  std::vector<const llvm::json::Object *> objs;
+  std::vector<const TensorPlan *> plans;
+  for (const char *k : keys) {
+    const llvm::json::Object *o = layer.getObject(k);
+    auto w = o ? o->getString("weight") : std::nullopt;
+    if (!w || !plans_.count(w->str()))
+      return true;
+    objs.push_back(o);
+    plans.push_back(&plans_[w->str()]);
+  }
+  // Same storage (packed layout and K, or float dtype and K) and the same
+  // activation quantization: one matrix, one kernel, one input.
+  const TensorPlan &first = *plans[0];
+  const int64_t cols = first.packed ? first.cols : first.shape[1];
+  for (size_t j = 0; j < plans.size(); ++j) {
+    const TensorPlan &p = *plans[j];
+    if (p.packed != first.packed || p.layout != first.layout || p.dtype != first.dtype ||
+        (p.packed ? p.cols : p.shape[1]) != cols || !p.parts.empty() ||
+        *objs[j]->get("act_quant") != *objs[0]->get("act_quant"))
+      return true;
+  }
+  // The fused tensors get names of their own; a model that already has a
+  // tensor by that name keeps its projections apart.
+  const std::string biasName =
+      llvm::StringRef(fusedName).ends_with(".weight")
+          ? fusedName.substr(0, fusedName.size() - 7) + ".bias"
+          : fusedName + ".bias";
+  if (store_.find(fusedName) || plans_.count(fusedName) || store_.find(biasName) ||
+      plans_.count(biasName))
+    return true;
+
+  TensorPlan fused;
+  fused.name = fusedName;
+  fused.packed = first.packed;
+  fused.quant = first.quant;
+  fused.format = first.format;
+  fused.dtype = first.dtype;
+  fused.layout = first.layout;
+  fused.cols = cols;
+  fused.rawCopy = true;
+  TensorPlan bias;
+  bias.name = biasName;
+  bias.fusedBias = true;
+  bias.dtype = "f32";
+  bias.layout = "row_major";
+  bool anyBias = false;
+  llvm::json::Array parts;
+  for (size_t j = 0; j < plans.size(); ++j) {
+    const TensorPlan &p = *plans[j];
+    const int64_t rows = p.packed ? p.rows : p.shape[0];
+    fused.rows += rows;
+    fused.rawCopy = fused.rawCopy && p.rawCopy;
+    fused.parts.push_back(p);
+    fused.partRows.push_back(rows);
+    parts.push_back(rows);
+    TensorPlan b;
+    if (auto bn = objs[j]->getString("bias")) {
+      b = plans_[bn->str()];
+      anyBias = true;
+    }
+    bias.parts.push_back(b);
+    bias.partRows.push_back(rows);
+  }
+  if (fused.packed) {
+    qrt::kernels::PackedGeometry g;
+    std::string err;
+    if (!qrt::kernels::computeGeometry(fused.format, fused.rows, cols, &g, &err))
+      return fail(fusedName + ": " + err);
+    fused.nbytes = uint64_t(g.totalBytes);
+    fused.shape = {g.totalBytes};
+  } else {
+    fused.shape = {fused.rows, cols};
+    fused.nbytes = uint64_t(fused.rows * cols) * (fused.dtype == "bf16" ? 2 : 4);
+  }
+  bias.shape = {fused.rows};
+  bias.nbytes = uint64_t(fused.rows) * 4;
+
+  llvm::json::Object out = *objs[0];
+  out["weight"] = fusedName;
+  out["out_features"] = fused.rows;
+  out["bias"] = anyBias ? llvm::json::Value(biasName) : llvm::json::Value(nullptr);
+  out["parts"] = std::move(parts);
+  for (const TensorPlan &p : fused.parts)
+    plans_.erase(p.name);
+  for (const TensorPlan &b : bias.parts)
+    if (!b.name.empty())
+      plans_.erase(b.name);
+  plans_[fusedName] = std::move(fused);
+  if (anyBias)
+    plans_[biasName] = std::move(bias);
+  for (const char *k : keys)
+    layer.erase(k);
+  layer[fusedKey] = std::move(out);
+  return true;
+}
+
+bool Writer::writeFused(llvm::raw_ostream &os, const TensorPlan &p) {
+  if (p.fusedBias) {
+    for (size_t j = 0; j < p.parts.size(); ++j) {
+      std::vector<float> v = p.parts[j].name.empty()
+                                 ? std::vector<float>(size_t(p.partRows[j]), 0.0f)
+                                 : store_.readF32(*p.parts[j].entry);
+      if (int64_t(v.size()) != p.partRows[j])
+        return fail("bias '" + p.parts[j].name + "' has " + std::to_string(v.size()) +
+                    " elements, expected " + std::to_string(p.partRows[j]));
+      os.write(reinterpret_cast<const char *>(v.data()), v.size() * sizeof(float));
+    }
+    return true;
+  }
+  if (!p.packed) {
+    for (const TensorPlan &part : p.parts) {
+      if (part.rawCopy) {
+        os.write(reinterpret_cast<const char *>(part.entry->data), part.nbytes);
+      } else {
+        std::vector<float> f = store_.readF32(*part.entry);
+        os.write(reinterpret_cast<const char *>(f.data()), f.size() * sizeof(float));
+      }
+    }
+    return true;
+  }
+  // Packed: the parts' codes, scales and zeros row after row, packed as one.
+  quant::QuantizedMatrix all;
+  for (const TensorPlan &part : p.parts) {
+    quant::QuantizedMatrix q;
+    std::string err;
+    if (!quant::loadQuantized(store_, part.name, part.quant, part.rows, part.cols, &q, &err))
+      return fail("weight '" + part.name + "': " + err);
+    all.codes.insert(all.codes.end(), q.codes.begin(), q.codes.end());
+    all.scales.insert(all.scales.end(), q.scales.begin(), q.scales.end());
+    all.zeros.insert(all.zeros.end(), q.zeros.begin(), q.zeros.end());
+  }
+  qrt::kernels::RefQuantMatrix ref;
+  ref.rows = p.rows;
+  ref.cols = p.cols;
+  ref.bits = p.format.bits;
+  ref.groupSize = p.format.groupSize;
+  ref.symmetric = p.format.symmetric;
+  ref.codes = all.codes.data();
+  ref.scales = all.scales.data();
+  ref.zeros = p.format.symmetric ? nullptr : all.zeros.data();
+  std::vector<uint8_t> buffer(p.nbytes, 0);
+  std::string err;
+  if (!qrt::kernels::packWeights(ref, p.format, buffer.data(), buffer.size(), &err))
+    return fail("weight '" + p.name + "': cannot pack for the CPU kernels: " + err);
+  os.write(reinterpret_cast<const char *>(buffer.data()), buffer.size());
+  return true;
+}
+
 bool Writer::writeWeights(const std::string &path) {
   std::error_code ec;
   llvm::raw_fd_ostream os(path, ec, llvm::sys::fs::OF_None);
@@ -344,7 +517,10 @@ bool Writer::writeWeights(const std::string &path) {
   for (auto &[name, p] : plans_) {
     os.write_zeros(unsigned(p.offset - pos));
     pos = p.offset;
-    if (p.packed) {
+    if (!p.parts.empty()) {
+      if (!writeFused(os, p))
+        return false;
+    } else if (p.packed) {
       quant::QuantizedMatrix q;
       std::string err;
       if (!quant::loadQuantized(store_, name, p.quant, p.rows, p.cols, &q, &err))
@@ -444,7 +620,10 @@ bool Writer::writeFiles(const std::string &dir) {
   if (!writeText(dir + "/model.mlir", ir, error_))
     return false;
 
-  // The report: the caller's, else the weights' formats and sizes.
+  // The report: the caller's (qopt's -report JSON, when it passes one),
+  // else the same schema from what the module alone tells: per-weight
+  // formats and sizes, totals and the memory budget; output errors need
+  // calibration text, so rel_output_error is null here.
   std::string report = options_.reportJson;
   if (report.empty() && quantized_) {
     quant::ModelReport r;
@@ -462,15 +641,38 @@ bool Writer::writeFiles(const std::string &dir) {
                                            {"shape", std::move(shape)},
                                            {"parameters", w.parameters},
                                            {"bytes", w.bytes},
-                                           {"bits_per_weight", w.bitsPerWeight}});
+                                           {"bits_per_weight", w.bitsPerWeight},
+                                           {"rel_output_error", nullptr}});
     }
+    // The memory budget of qopt -report at its defaults: the model's full
+    // context, one sequence.
+    const int64_t ctx = config_.maxPositionEmbeddings, kvElem = kvQuantized_ ? 1 : 2;
+    const int64_t kvPerToken = quant::kvBytesPerToken(config_, kvElem);
+    llvm::json::Array fused;
+    for (const auto &[name, p] : plans_)
+      if (!p.parts.empty()) {
+        llvm::json::Array parts;
+        for (const TensorPlan &part : p.parts)
+          parts.push_back(part.name.empty() ? llvm::json::Value(nullptr)
+                                            : llvm::json::Value(part.name));
+        fused.push_back(llvm::json::Object{{"name", name}, {"parts", std::move(parts)}});
+      }
     llvm::json::Object root{
         {"weights", std::move(weights)},
         {"totals", llvm::json::Object{{"parameters", r.parameters},
                                       {"quantized_bytes", r.bytes},
                                       {"quantized_parameters", r.quantizedParameters},
                                       {"quantized_bits_per_weight", r.quantizedBitsPerWeight},
-                                      {"average_bits_per_weight", r.averageBitsPerWeight}}}};
+                                      {"average_bits_per_weight", r.averageBitsPerWeight}}},
+        {"memory_budget", llvm::json::Object{{"max_context", ctx},
+                                             {"max_batch", 1},
+                                             {"kv_bytes_per_element", kvElem},
+                                             {"kv_bytes_per_token", kvPerToken},
+                                             {"weights_bytes", r.bytes},
+                                             {"kv_cache_bytes", kvPerToken * ctx},
+                                             {"total_bytes", r.bytes + kvPerToken * ctx}}},
+        {"artifact", llvm::json::Object{{"weights_bin_bytes", int64_t(totalBytes_)},
+                                        {"fused_tensors", std::move(fused)}}}};
     report = llvm::formatv("{0:2}", llvm::json::Value(std::move(root))).str() + "\n";
   }
   if (!report.empty() && !writeText(dir + "/report.json", report, error_))

@@ -21,16 +21,22 @@
 #include "qopt-rt/artifact/Artifact.h"
 #include "qopt-rt/half.h"
 #include "qopt-rt/kernels/PackedLayout.h"
+#include "qopt-rt/kernels/ThreadPool.h"
+#include "qopt-rt/model/CpuModelExecutor.h"
+#include "qopt-rt/model/FromArtifact.h"
+#include "qopt-rt/serving/KVCache.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/MLIRContext.h"
 #include "mlir/Pass/PassManager.h"
+#include "llvm/Support/JSON.h"
 
 #include <gtest/gtest.h>
 
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <unistd.h>
 
@@ -66,6 +72,8 @@ struct Model {
   mlir::OwningOpRef<mlir::ModuleOp> module;
   ModelConfig config;
   std::string dir;
+  /// -wquant-override rules (mixed precision).
+  std::vector<std::string> overrides;
 
   bool load(const std::string &modelDir, const std::string &wquant, int64_t groupSize,
             bool symmetric, std::string *error) {
@@ -85,6 +93,7 @@ struct Model {
     o.wquant = wquant;
     o.groupSize = groupSize;
     o.symmetric = symmetric;
+    o.overrides = overrides;
     if (!quant::validateQuantPipelineOptions(o, error))
       return false;
     mlir::PassManager pm(&ctx);
@@ -158,6 +167,49 @@ void unpackIndependently(const uint8_t *data, const qrt::kernels::PackedFormat &
   }
 }
 
+/// Where a projection fused by the writer lives: its rows
+/// [rowOffset, rowOffset + rows) of tensor `fused`.
+struct FusedSlice {
+  std::string fused;
+  int64_t rowOffset = 0, rows = 0;
+};
+
+/// The writer's fusion as docs/artifact.md names it: qkv_proj holds the
+/// rows of q_proj, k_proj, v_proj (and its bias theirs, zeros for a
+/// missing one); gate_up_proj those of gate_proj, up_proj. Maps each part
+/// (weight or bias name) to its slice, and each fused tensor to its parts.
+void fusedSlices(const qrt::Artifact &a, std::map<std::string, FusedSlice> *slices,
+                 std::map<std::string, std::vector<std::pair<std::string, int64_t>>> *parts) {
+  for (size_t i = 0; i < a.layers().size(); ++i) {
+    const qrt::ArtifactLayer &L = a.layers()[i];
+    const int64_t li = int64_t(i);
+    auto add = [&](const qrt::ArtifactLinear &l, std::vector<std::string> weights,
+                   std::vector<std::string> biases) {
+      ASSERT_EQ(l.parts.size(), weights.size());
+      int64_t off = 0;
+      for (size_t j = 0; j < weights.size(); ++j) {
+        (*slices)[weights[j]] = {l.name, off, l.parts[j]};
+        (*parts)[l.name].push_back({weights[j], l.parts[j]});
+        if (l.bias) {
+          (*slices)[biases[j]] = {l.bias->name, off, l.parts[j]};
+          (*parts)[l.bias->name].push_back({biases[j], l.parts[j]});
+        }
+        off += l.parts[j];
+      }
+    };
+    if (L.fusedQkv()) {
+      EXPECT_EQ(L.qkv.name, names::attn(li, "qkv_proj"));
+      add(L.qkv, {names::attn(li, "q_proj"), names::attn(li, "k_proj"), names::attn(li, "v_proj")},
+          {names::attn(li, "q_proj", "bias"), names::attn(li, "k_proj", "bias"),
+           names::attn(li, "v_proj", "bias")});
+    }
+    if (L.fusedGateUp()) {
+      EXPECT_EQ(L.gateUp.name, names::mlp(li, "gate_up_proj"));
+      add(L.gateUp, {names::mlp(li, "gate_proj"), names::mlp(li, "up_proj")}, {"", ""});
+    }
+  }
+}
+
 /// Every check that compares an opened artifact with the model it came from.
 void checkArtifact(Model &m, const std::string &path, int *packedSeen) {
   std::string error;
@@ -181,10 +233,19 @@ void checkArtifact(Model &m, const std::string &path, int *packedSeen) {
   ASSERT_EQ(int64_t(a->layers().size()), m.config.numLayers);
   EXPECT_EQ(a->embedding().name, names::embedTokens());
   EXPECT_EQ(a->finalNorm().name, names::finalNorm());
-  EXPECT_EQ(a->layers()[0].q.name, names::attn(0, "q_proj"));
-  EXPECT_EQ(a->layers()[0].down.name, names::mlp(0, "down_proj"));
-  if (m.config.tieWordEmbeddings)
+  const qrt::ArtifactLayer &L0 = a->layers()[0];
+  EXPECT_EQ(L0.fusedQkv() ? L0.qkv.parts.front() : L0.q.outFeatures,
+            m.config.numHeads * m.config.headDim);
+  if (!L0.fusedQkv()) {
+    EXPECT_EQ(L0.q.name, names::attn(0, "q_proj"));
+  }
+  EXPECT_EQ(L0.down.name, names::mlp(0, "down_proj"));
+  std::map<std::string, FusedSlice> slices;
+  std::map<std::string, std::vector<std::pair<std::string, int64_t>>> fusedParts;
+  fusedSlices(*a, &slices, &fusedParts);
+  if (m.config.tieWordEmbeddings) {
     EXPECT_EQ(a->lmHead().packed, &a->embedding());
+  }
   EXPECT_EQ(a->tokenizerPath().empty(), !fs::exists(m.dir + "/tokenizer.json"));
 
   const uint8_t *base = nullptr;
@@ -195,7 +256,25 @@ void checkArtifact(Model &m, const std::string &path, int *packedSeen) {
     SCOPED_TRACE(t.name);
     EXPECT_EQ(reinterpret_cast<uintptr_t>(t.data) % qrt::kArtifactAlign, 0u);
     EXPECT_EQ(size_t(t.data - base) % qrt::kArtifactAlign, 0u);
-    if (t.layout == "row_major") {
+    if (t.layout == "row_major" && fusedParts.count(t.name)) {
+      // A fused float tensor: its parts' rows (or zeros for a missing
+      // bias), in order, in its dtype.
+      std::string want;
+      for (const auto &[part, rows] : fusedParts[t.name]) {
+        const WeightEntry *e = part.empty() ? nullptr : m.store.find(part);
+        if (!e) {
+          want.append(size_t(rows) * sizeof(float), '\0');
+        } else if (t.dtype == "f32") {
+          std::vector<float> f = m.store.readF32(*e);
+          want.append(reinterpret_cast<const char *>(f.data()), f.size() * sizeof(float));
+        } else {
+          ASSERT_EQ(t.dtype, qopt::dtypeName(e->dtype));
+          want.append(reinterpret_cast<const char *>(e->data), e->nbytes);
+        }
+      }
+      ASSERT_EQ(t.nbytes, want.size());
+      EXPECT_EQ(std::memcmp(t.data, want.data(), t.nbytes), 0);
+    } else if (t.layout == "row_major") {
       const WeightEntry *e = m.store.find(t.name);
       ASSERT_TRUE(e);
       EXPECT_EQ(t.shape, e->shape);
@@ -216,7 +295,11 @@ void checkArtifact(Model &m, const std::string &path, int *packedSeen) {
   func.walk([&](qllm::QParamOp q) {
     const std::string name = q.getName().str();
     SCOPED_TRACE(name);
-    const qrt::ArtifactTensor *t = a->tensor(name);
+    // A fused projection: its rows of the fused tensor.
+    FusedSlice slice{name, 0, q.getResult().getType().getShape()[0]};
+    if (slices.count(name))
+      slice = slices[name];
+    const qrt::ArtifactTensor *t = a->tensor(slice.fused);
     ASSERT_TRUE(t);
     auto type = q.getResult().getType();
     quant::QuantizedMatrix ref;
@@ -229,24 +312,42 @@ void checkArtifact(Model &m, const std::string &path, int *packedSeen) {
     EXPECT_EQ(f.bits, int(ref.format.bits));
     EXPECT_EQ(f.symmetric, ref.format.symmetric);
     EXPECT_EQ(f.groupSize, ref.format.groupSize == -1 ? 0 : ref.format.groupSize);
+    int64_t fusedRows = slice.rowOffset + slice.rows;
+    if (fusedParts.count(slice.fused)) {
+      fusedRows = 0;
+      for (const auto &part : fusedParts[slice.fused])
+        fusedRows += part.second;
+    }
+    ASSERT_EQ(slice.rows, ref.rows);
     qrt::kernels::PackedGeometry g;
-    ASSERT_TRUE(qrt::kernels::computeGeometry(f, ref.rows, ref.cols, &g, &err)) << err;
+    ASSERT_TRUE(qrt::kernels::computeGeometry(f, fusedRows, ref.cols, &g, &err)) << err;
     ASSERT_EQ(size_t(g.totalBytes), t->nbytes);
     std::vector<uint8_t> codes;
     std::vector<float> scales, zeros;
     unpackIndependently(t->data, f, g, &codes, &scales, &zeros);
-    EXPECT_EQ(codes, ref.codes);
-    EXPECT_EQ(scales, ref.scales);
-    if (!f.symmetric)
-      EXPECT_EQ(zeros, ref.zeros);
+    // This projection's rows of the (possibly fused) matrix.
+    const size_t r0 = size_t(slice.rowOffset), nr = size_t(ref.rows);
+    const size_t K = size_t(ref.cols), G = size_t(g.groups);
+    auto rowsOf = [&](const auto &v, size_t width) {
+      return std::vector<typename std::decay_t<decltype(v)>::value_type>(
+          v.begin() + r0 * width, v.begin() + (r0 + nr) * width);
+    };
+    EXPECT_EQ(rowsOf(codes, K), ref.codes);
+    EXPECT_EQ(rowsOf(scales, G), ref.scales);
+    if (!f.symmetric) {
+      EXPECT_EQ(rowsOf(zeros, G), ref.zeros);
+    }
     // And the runtime's own dequantizer agrees with the compiler's.
-    std::vector<float> got(size_t(ref.rows * ref.cols));
+    std::vector<float> got(size_t(fusedRows) * K);
     qrt::kernels::dequantizePacked({f, g, t->data}, got.data());
-    EXPECT_EQ(got, quant::dequantize(ref));
+    EXPECT_EQ(rowsOf(got, K), quant::dequantize(ref));
     ++*packedSeen;
   });
   for (const qrt::ArtifactLayer &L : a->layers())
-    for (const qrt::ArtifactLinear *l : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down}) {
+    for (const qrt::ArtifactLinear *l :
+         {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down, &L.qkv, &L.gateUp}) {
+      if (l->name.empty()) // fused away, or not fused
+        continue;
       qrt::kernels::PackedView v;
       std::string err;
       bool isPacked = l->format == "int4" || l->format == "int8";
@@ -327,7 +428,10 @@ TEST(Artifact, SynthInt8PerChannelQwenBiasTied) {
   auto a = qrt::Artifact::open(out, &error);
   ASSERT_TRUE(a) << error;
   for (const qrt::ArtifactLayer &L : a->layers()) {
-    ASSERT_TRUE(L.q.bias && L.k.bias && L.v.bias);
+    // Fused: one bias over q, k and v (checked value by value in checkArtifact).
+    ASSERT_TRUE(L.fusedQkv());
+    ASSERT_TRUE(L.qkv.bias);
+    EXPECT_EQ(L.qkv.bias->shape, std::vector<int64_t>{L.qkv.outFeatures});
     EXPECT_TRUE(m.config.attentionBias);
     EXPECT_FALSE(L.o.bias);
   }
@@ -460,9 +564,9 @@ TEST_F(BadArtifact, ForeignFormat) {
 
 TEST_F(BadArtifact, WrongVersion) {
   std::string p = copy();
-  editManifest(p, "\"version\": 1", "\"version\": 2");
+  editManifest(p, "\"version\": 2", "\"version\": 1");
   std::string e = openError(p);
-  EXPECT_NE(e.find("artifact version 2, this runtime reads version 1"), std::string::npos) << e;
+  EXPECT_NE(e.find("artifact version 1, this runtime reads version 2"), std::string::npos) << e;
 }
 
 TEST_F(BadArtifact, TruncatedWeights) {
@@ -532,6 +636,162 @@ TEST_F(BadArtifact, ShapeDisagreesWithConfig) {
   editManifest(p, "\"num_hidden_layers\": 2", "\"num_hidden_layers\": 3");
   std::string e = openError(p);
   EXPECT_NE(e.find("model.layers has 2 entries, config says 3"), std::string::npos) << e;
+}
+
+TEST_F(BadArtifact, FusedPartsDisagree) {
+  std::string p = copy();
+  std::string text = readAll(p + "/manifest.json");
+  size_t at = text.find("\"parts\": [");
+  ASSERT_NE(at, std::string::npos);
+  size_t digit = text.find_first_of("0123456789", at);
+  text.insert(digit, "1"); // e.g. 32 -> 132
+  writeAll(p + "/manifest.json", text);
+  std::string e = openError(p);
+  // gate_up is the first fused linear of the (key-sorted) layer.
+  EXPECT_NE(e.find("model.layers[0].gate_up.parts is [1"), std::string::npos) << e;
+  EXPECT_NE(e.find("(summing to out_features"), std::string::npos) << e;
+}
+
+TEST_F(BadArtifact, FusedAndSeparateTogether) {
+  std::string p = copy();
+  editManifest(p, "\"qkv\": {", "\"q\": {}, \"qkv\": {");
+  std::string e = openError(p);
+  EXPECT_NE(e.find("model.layers[0] has both 'qkv' and 'q'"), std::string::npos) << e;
+}
+
+/// Logits of every position of `ids` from an artifact through the runtime's
+/// CPU executor.
+std::vector<float> artifactLogits(const std::string &path, const std::vector<int32_t> &ids) {
+  std::string err;
+  auto a = qrt::Artifact::open(path, &err);
+  EXPECT_TRUE(a) << err;
+  if (!a)
+    return {};
+  qrt::model::ArtifactModel m;
+  EXPECT_TRUE(qrt::model::modelFromArtifact(*a, &m, &err)) << err;
+  qrt::serving::KVCacheSpec spec;
+  spec.numLayers = m.weights.dims.layers;
+  spec.numKVHeads = m.weights.dims.kvHeads;
+  spec.headDim = m.weights.dims.headDim;
+  spec.blockSize = 16;
+  spec.dtype = qrt::serving::KVDType::F16;
+  auto kv = qrt::serving::KVCache::create(
+      spec, qrt::serving::KVCache::bytesPerBlock(spec) * 4, &err);
+  EXPECT_TRUE(kv) << err;
+  qrt::kernels::ThreadPool pool(2);
+  qrt::model::ExecutorOptions o;
+  o.pool = &pool;
+  auto ex = qrt::model::CpuModelExecutor::create(m.weights, *kv, o, &err);
+  EXPECT_TRUE(ex) << err;
+  if (!kv || !ex)
+    return {};
+  qrt::serving::StepBatch b;
+  b.blockSize = 16;
+  const int32_t T = int32_t(ids.size());
+  for (int32_t t = 0; t < T; ++t) {
+    b.tokenIds.push_back(ids[size_t(t)]);
+    b.positions.push_back(t);
+    b.slotMapping.push_back(t);
+  }
+  b.seqIds = {0};
+  b.queryStart = {0, T};
+  b.contextLens = {T};
+  b.blockTable = {0, 1, 2, 3};
+  b.blockTableStart = {0, (T + 15) / 16};
+  b.sampleIndices = {0};
+  std::vector<float> logits(size_t(T) * size_t(m.weights.dims.vocab));
+  EXPECT_TRUE(ex->executeAllLogits(b, logits.data(), &err)) << err;
+  return logits;
+}
+
+/// The layer objects of an artifact's manifest.
+llvm::json::Array manifestLayers(const std::string &path) {
+  auto v = llvm::json::parse(readAll(path + "/manifest.json"));
+  EXPECT_TRUE(bool(v));
+  if (!v)
+    return {};
+  llvm::json::Object *root = v->getAsObject();
+  EXPECT_EQ(root->getInteger("version"), std::optional<int64_t>(2));
+  return *root->getObject("model")->getArray("layers");
+}
+
+TEST(ArtifactFusion, FusedManifestAndSameLogitsAsUnfused) {
+  // Qwen2 shapes with q/k/v biases; int4 g32.
+  std::string dir = synthModel("fusion", "-arch=qwen2");
+  ASSERT_FALSE(dir.empty());
+  Model m;
+  std::string error;
+  ASSERT_TRUE(m.load(dir, "int4", 32, false, &error)) << error;
+  const std::string root = tempDir("fusion-out");
+  ASSERT_TRUE(writeArtifact(*m.module, m.store, m.options(root + "/fused.qopt"), &error)) << error;
+  ::setenv("QOPT_ARTIFACT_NO_FUSION", "1", 1);
+  bool wrote = writeArtifact(*m.module, m.store, m.options(root + "/apart.qopt"), &error);
+  ::unsetenv("QOPT_ARTIFACT_NO_FUSION");
+  ASSERT_TRUE(wrote) << error;
+
+  const int64_t Q = m.config.numHeads * m.config.headDim,
+                KV = m.config.numKvHeads * m.config.headDim, I = m.config.intermediateSize;
+  for (const llvm::json::Value &lv : manifestLayers(root + "/fused.qopt")) {
+    const llvm::json::Object &l = *lv.getAsObject();
+    for (const char *gone : {"q", "k", "v", "gate", "up"})
+      EXPECT_FALSE(l.get(gone)) << gone;
+    const llvm::json::Object *qkv = l.getObject("qkv"), *gu = l.getObject("gate_up");
+    ASSERT_TRUE(qkv && gu);
+    EXPECT_EQ(*qkv->get("parts"), llvm::json::Value(llvm::json::Array{Q, KV, KV}));
+    EXPECT_EQ(qkv->getInteger("out_features"), std::optional<int64_t>(Q + 2 * KV));
+    EXPECT_TRUE(qkv->getString("bias"));
+    EXPECT_EQ(*gu->get("parts"), llvm::json::Value(llvm::json::Array{I, I}));
+    EXPECT_EQ(qkv->getString("layout"), std::optional<llvm::StringRef>("x86_i4_g32_n16"));
+  }
+  for (const llvm::json::Value &lv : manifestLayers(root + "/apart.qopt")) {
+    const llvm::json::Object &l = *lv.getAsObject();
+    EXPECT_FALSE(l.get("qkv"));
+    EXPECT_FALSE(l.get("gate_up"));
+    EXPECT_TRUE(l.get("q") && l.get("up"));
+  }
+  int packed = 0;
+  checkArtifact(m, root + "/fused.qopt", &packed);
+  EXPECT_EQ(packed, 7 * m.config.numLayers);
+  packed = 0;
+  checkArtifact(m, root + "/apart.qopt", &packed);
+  EXPECT_EQ(packed, 7 * m.config.numLayers);
+
+  std::vector<int32_t> ids;
+  for (int i = 0; i < 11; ++i)
+    ids.push_back(int32_t((i * 37 + 5) % m.config.vocabSize));
+  std::vector<float> fused = artifactLogits(root + "/fused.qopt", ids),
+                     apart = artifactLogits(root + "/apart.qopt", ids);
+  ASSERT_EQ(fused.size(), apart.size());
+  ASSERT_FALSE(fused.empty());
+  double mx = 0, diff = 0;
+  for (size_t i = 0; i < fused.size(); ++i) {
+    mx = std::max(mx, std::fabs(double(apart[i])));
+    diff = std::max(diff, std::fabs(double(fused[i]) - apart[i]));
+  }
+  EXPECT_GT(mx, 0.0);
+  EXPECT_LE(diff, 1e-5 * mx) << "max |diff| " << diff << " of " << mx;
+}
+
+TEST(ArtifactFusion, MixedFormatsStayApart) {
+  // k_proj in int8, q/v in int4: q/k/v cannot share a matrix; gate/up can.
+  std::string dir = synthModel("mixed", "");
+  ASSERT_FALSE(dir.empty());
+  Model m;
+  m.overrides = {"k_proj=int8"};
+  std::string error;
+  ASSERT_TRUE(m.load(dir, "int4", 32, false, &error)) << error;
+  const std::string out = tempDir("mixed-out") + "/m.qopt";
+  ASSERT_TRUE(writeArtifact(*m.module, m.store, m.options(out), &error)) << error;
+  for (const llvm::json::Value &lv : manifestLayers(out)) {
+    const llvm::json::Object &l = *lv.getAsObject();
+    EXPECT_TRUE(l.get("q") && l.get("k") && l.get("v"));
+    EXPECT_FALSE(l.get("qkv"));
+    EXPECT_TRUE(l.get("gate_up"));
+  }
+  int packed = 0;
+  checkArtifact(m, out, &packed);
+  EXPECT_EQ(packed, 7 * m.config.numLayers);
+  EXPECT_EQ(artifactLogits(out, {1, 2, 3}).size(), size_t(3 * m.config.vocabSize));
 }
 
 /// Removes this process's temporary directories.
