@@ -186,6 +186,7 @@ typedef struct {
   int finished_events;
   qopt_finish_reason reason;
   char error[512];
+  int32_t cached_tokens;
   int cancel_after; /* > 0: ask to cancel once this many tokens came */
 } stream;
 
@@ -198,6 +199,7 @@ static int collect(const qopt_token_event *ev, void *user) {
     s->text_len += ev->text_len;
     s->text[s->text_len] = 0;
   }
+  s->cached_tokens = ev->cached_tokens;
   if (ev->finished) {
     ++s->finished_events;
     s->reason = ev->finish_reason;
@@ -298,8 +300,10 @@ static void test_greedy_one_at_a_time(qopt_model *m, const cases *c) {
 }
 
 /* Two copies of every prompt submitted at once (8 requests for the four
- * reference prompts, the copies hitting the prefix cache): each stream is
- * still the reference's greedy ids. */
+ * reference prompts): each stream is still the reference's greedy ids.
+ * Then a prompt long enough to fill blocks (a reference continuation and
+ * its prompt) twice in a row: the second reuses the first's KV from the
+ * prefix cache and must generate the same tokens. */
 static void test_greedy_batched(qopt_model *m, const cases *c) {
   qopt_sampling s;
   qopt_sampling_init(&s);
@@ -322,6 +326,25 @@ static void test_greedy_batched(qopt_model *m, const cases *c) {
   CHECK(qopt_engine_run_until_done(e, &err) == 0, "%s", err);
   for (size_t r = 0; r < n; ++r)
     check_stream(&st[r], &c->prompts[r % c->n], c, "batched");
+
+  const prompt_case *p = &c->prompts[0];
+  int32_t longp[2 * MAX_IDS];
+  /* Continuation first: no earlier request's blocks start this way. */
+  memcpy(longp, p->greedy, p->n_greedy * sizeof *longp);
+  memcpy(longp + p->n_greedy, p->ids, p->n_ids * sizeof *longp);
+  size_t nl = p->n_ids + p->n_greedy;
+  s.max_tokens = 16;
+  s.ignore_eos = 1;
+  for (int k = 0; k < 2; ++k) {
+    memset(&st[k], 0, sizeof st[k]);
+    CHECK(qopt_engine_submit_ids(e, longp, nl, &s, collect, &st[k], &err) >= 0, "%s", err);
+    CHECK(qopt_engine_run_until_done(e, &err) == 0, "%s", err);
+  }
+  CHECK(st[0].cached_tokens == 0 && st[1].cached_tokens >= 16,
+        "prefix cache: %d then %d cached tokens of %zu", st[0].cached_tokens,
+        st[1].cached_tokens, nl);
+  CHECK(st[0].n == 16 && same_ids(st[0].ids, st[0].n, st[1].ids, st[1].n),
+        "a prefix-cache hit changed the tokens");
   qopt_engine_destroy(e);
 }
 
