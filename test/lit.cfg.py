@@ -12,6 +12,9 @@ config.excludes = ["runtime", "Exec", "lit.cfg.py", "CMakeLists.txt", "Inputs"]
 
 config.environment["PATH"] = os.pathsep.join(
     [config.qopt_tools_dir, os.path.dirname(config.filecheck), config.environment.get("PATH", os.environ["PATH"])])
+# Generated kernels are compiled into a cache (docs/codegen.md): keep the
+# tests' entries in the build tree, not in the user's ~/.cache.
+config.environment["QOPT_CACHE_DIR"] = os.path.join(config.qopt_obj_root, "test", "kernel-cache")
 config.substitutions.append(("%shared", config.shared_dir))
 config.substitutions.append(("%python", "python3"))
 if os.path.isdir(os.path.join(config.shared_dir, "models")):

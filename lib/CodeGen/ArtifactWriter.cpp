@@ -11,6 +11,8 @@
 //===----------------------------------------------------------------------===//
 #include "qopt/CodeGen/ArtifactWriter.h"
 
+#include "qopt-rt/kernels/gen/Registry.h"
+
 #include "qopt/Dialect/QLLM/QLLMOps.h"
 #include "qopt/Import/DecoderBuilder.h"
 #include "qopt/Import/ModelConfig.h"
@@ -20,6 +22,7 @@
 #include "qopt-rt/artifact/Artifact.h"
 #include "qopt-rt/half.h"
 #include "qopt-rt/kernels/PackedLayout.h"
+#include "qopt-rt/kernels/gen/Registry.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "llvm/Support/FileSystem.h"
@@ -87,6 +90,9 @@ private:
             const char *fusedKey, const std::string &fusedName);
   bool writeFused(llvm::raw_ostream &os, const TensorPlan &p);
   bool writeWeights(const std::string &path);
+  /// Generates and compiles (or finds cached) the kernels specialized for
+  /// the packed tensors, copies them into <dir>/kernels/; sets kernels_.
+  bool writeKernels(const std::string &dir);
   bool writeFiles(const std::string &dir);
 
   mlir::ModuleOp module_;
@@ -102,6 +108,10 @@ private:
   uint64_t totalBytes_ = 0;
   bool quantized_ = false;
   bool kvQuantized_ = false; ///< an attention stores its KV cache in 1 byte
+  llvm::json::Value kernels_ = nullptr; ///< manifest "kernels"
+
+public:
+  ArtifactSummary summary;
 };
 
 bool Writer::resolveTarget() {
@@ -595,9 +605,62 @@ bool writeText(const std::string &path, const std::string &text, std::string *er
   return true;
 }
 
+bool Writer::writeKernels(const std::string &dir) {
+  std::vector<codegen::GemmShape> plan;
+  for (const auto &[name, p] : plans_)
+    if (p.packed) {
+      codegen::GemmShape g;
+      g.bits = p.format.bits;
+      g.groupSize = p.format.groupSize;
+      g.symmetric = p.format.symmetric;
+      g.rows = p.rows;
+      g.cols = p.cols;
+      g.users = {name};
+      plan.push_back(std::move(g));
+    }
+  plan = codegen::normalizePlan(std::move(plan));
+  std::vector<std::string> isas =
+      codegen::kernelIsasForTarget(options_.target.empty() ? "cpu" : options_.target);
+  if (!options_.generateKernels || plan.empty() || isas.empty())
+    return true; // the runtime's generic kernels run
+  codegen::KernelLibraryFiles files;
+  std::string err;
+  if (!codegen::buildKernelLibraries(plan, isas, options_.kernelBuild, &files, &err))
+    return fail("kernel code generation: " + err);
+  if (auto ec = llvm::sys::fs::create_directories(dir + "/kernels"))
+    return fail(dir + "/kernels: cannot create: " + ec.message());
+  if (auto ec = llvm::sys::fs::copy_file(files.sourcePath, dir + "/kernels/kernels.cpp"))
+    return fail(files.sourcePath + ": cannot copy: " + ec.message());
+  llvm::json::Object libs;
+  for (const auto &[isa, path] : files.libraries) {
+    const std::string rel = "kernels/" + isa + ".so";
+    if (auto ec = llvm::sys::fs::copy_file(path, dir + "/" + rel))
+      return fail(path + ": cannot copy: " + ec.message());
+    libs[isa] = rel;
+  }
+  llvm::json::Array shapes;
+  for (const codegen::GemmShape &g : plan)
+    shapes.push_back(llvm::json::Object{{"bits", g.bits},
+                                        {"group_size", g.groupSize},
+                                        {"symmetric", g.symmetric},
+                                        {"rows", g.rows},
+                                        {"cols", g.cols}});
+  kernels_ = llvm::json::Object{{"abi", qrt::kernels::gen::kGenAbiVersion},
+                                {"source", "kernels/kernels.cpp"},
+                                {"libraries", std::move(libs)},
+                                {"key", files.hash},
+                                {"shapes", std::move(shapes)}};
+  summary.kernelShapes = plan.size();
+  summary.kernelIsas = isas;
+  summary.kernelCacheHit = files.cacheHit;
+  summary.kernelSeconds = files.seconds;
+  return true;
+}
+
 bool Writer::writeFiles(const std::string &dir) {
-  if (!writeWeights(dir + "/weights.bin"))
+  if (!writeWeights(dir + "/weights.bin") || !writeKernels(dir))
     return false;
+  summary.weightsBytes = int64_t(totalBytes_);
 
   bool haveTokenizer = !options_.tokenizerPath.empty() &&
                        llvm::sys::fs::is_regular_file(options_.tokenizerPath);
@@ -712,6 +775,7 @@ bool Writer::writeFiles(const std::string &dir) {
       {"weights_bytes", int64_t(totalBytes_)},
       {"tensors", std::move(tensors)},
       {"model", std::move(model_)},
+      {"kernels", std::move(kernels_)},
   };
   std::string text = llvm::formatv("{0:2}", llvm::json::Value(std::move(manifest))).str() + "\n";
   return writeText(dir + "/manifest.json", text, error_);
@@ -768,10 +832,14 @@ bool isArtifactPath(const std::string &path) {
 std::vector<std::string> artifactTargets() { return {"cpu", "x86-64-v3", "x86-64-v4"}; }
 
 bool writeArtifact(mlir::ModuleOp module, const WeightStore &store,
-                   const ArtifactOptions &options, std::string *error) {
+                   const ArtifactOptions &options, std::string *error,
+                   ArtifactSummary *summary) {
   std::string scratch;
   Writer w(module, store, options, error ? error : &scratch);
-  return w.run();
+  bool ok = w.run();
+  if (ok && summary)
+    *summary = w.summary;
+  return ok;
 }
 
 } // namespace qopt

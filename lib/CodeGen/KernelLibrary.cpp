@@ -269,7 +269,7 @@ bool buildKernelLibraries(const std::vector<GemmShape> &plan, const std::vector<
   // must not).
   auto argvFor = [&](const std::string &isa, const std::string &src, const std::string &so) {
     std::vector<std::string> argv = {cxx,     "-std=c++17", "-O3",   "-fPIC", "-shared",
-                                     "-fvisibility=hidden",  "-w",    "-I" + include};
+                                     "-fvisibility=hidden",  "-s",    "-w",    "-I" + include};
     for (const std::string &f : isaFlags(isa))
       argv.push_back(f);
     argv.insert(argv.end(), {src, "-o", so});

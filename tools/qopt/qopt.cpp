@@ -63,6 +63,16 @@ static cl::opt<std::string> target("target",
                                    cl::desc("Artifact target (-o OUT.qopt): cpu (this host, "
                                             "default), x86-64-v3 (AVX2), x86-64-v4 (AVX-512)"),
                                    cl::init("cpu"), cl::cat(cat));
+static cl::opt<bool> noKernelCodegen(
+    "no-kernel-codegen",
+    cl::desc("Artifact (-o OUT.qopt): ship no generated kernels; the runtime's generic kernels "
+             "run (docs/codegen.md)"),
+    cl::init(false), cl::cat(cat));
+static cl::opt<std::string> kernelCache(
+    "kernel-cache",
+    cl::desc("Cache of compiled kernels (default $QOPT_CACHE_DIR, else $XDG_CACHE_HOME/qopt, "
+             "else ~/.cache/qopt)"),
+    cl::value_desc("dir"), cl::init(""), cl::cat(cat));
 static cl::opt<std::string> evalPpl("eval-ppl", cl::desc("Measure perplexity on a text file"),
                                     cl::value_desc("text file"), cl::init(""), cl::cat(cat));
 static cl::opt<int64_t> evalCtx("eval-ctx", cl::desc("Perplexity window in tokens (default 256)"),
@@ -506,8 +516,23 @@ int main(int argc, char **argv) {
                                          : llvm::sys::path::parent_path(modelPath).str());
     llvm::sys::path::append(genConfig, "generation_config.json");
     aopts.generationConfigPath = std::string(genConfig);
-    if (!writeArtifact(*model.module, model.store, aopts, &error))
+    aopts.generateKernels = !noKernelCodegen;
+    aopts.kernelBuild.cacheDir = kernelCache;
+    ArtifactSummary summary;
+    if (!writeArtifact(*model.module, model.store, aopts, &error, &summary))
       return fail(error);
+    if (tty && summary.kernelShapes > 0) {
+      std::string isas;
+      for (const std::string &i : summary.kernelIsas)
+        isas += (isas.empty() ? "" : ", ") + i;
+      if (summary.kernelCacheHit)
+        llvm::errs() << llvm::format("qopt: kernels: %zu shapes specialized for %s (cache hit)\n",
+                                     summary.kernelShapes, isas.c_str());
+      else
+        llvm::errs() << llvm::format(
+            "qopt: kernels: %zu shapes specialized for %s, compiled in %.1f s\n",
+            summary.kernelShapes, isas.c_str(), summary.kernelSeconds);
+    }
     if (tty)
       llvm::errs() << llvm::format("qopt: wrote %s (-target=%s) in %.2f s\n",
                                    outputPath.c_str(), target.c_str(), secondsSince(t1));

@@ -10,6 +10,7 @@
 #include <cmath>
 #include <type_traits>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -21,6 +22,23 @@ using Clock = std::chrono::steady_clock;
 
 static double secondsSince(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+std::string kernelsSummary(const Runtime &rt) {
+  const model::ArtifactModel &m = rt.model;
+  const int packed = m.specializedWeights + m.genericWeights;
+  if (!m.kernels) {
+    if (!packed)
+      return "no packed weights";
+    const char *off = std::getenv("QRT_NO_CODEGEN");
+    return std::string("generic (") + kernels::isaName(kernels::bestIsa()) +
+           (off && *off && std::string(off) != "0"
+                ? "; QRT_NO_CODEGEN is set)"
+                : "; the artifact has no generated kernels for this path)");
+  }
+  return std::string("generated for ") + kernels::isaName(m.kernels->isa()) + ", " +
+         std::to_string(m.specializedWeights) + " of " + std::to_string(packed) +
+         " packed weights";
 }
 
 bool Runtime::load(const Options &o, std::string *error) {
@@ -363,6 +381,7 @@ bool runPromptsFile(Runtime &rt, const Options &o, std::string *error) {
   std::fprintf(stderr, "qrun: memory: %.1f MiB of mapped weights, %.1f MiB KV pool (%d blocks)\n",
                double(weightBytes) / 1048576.0, double(rt.kv->allocatedBytes()) / 1048576.0,
                rt.kv->numBlocks());
+  std::fprintf(stderr, "qrun: kernels: %s\n", kernelsSummary(rt).c_str());
   (void)done;
   return true;
 }

@@ -31,6 +31,10 @@ struct Runtime {
   bool load(const Options &o, std::string *error);
 };
 
+/// Which GEMM kernels run: the artifact's generated ones (for which ISA, on
+/// how many packed weights) or the runtime's generic ones.
+std::string kernelsSummary(const Runtime &rt);
+
 bool runSingle(Runtime &rt, const Options &o, std::string *error);
 bool runPromptsFile(Runtime &rt, const Options &o, std::string *error);
 bool runPerplexity(Runtime &rt, const Options &o, std::string *error);

@@ -24,6 +24,8 @@
 #include "qopt-rt/half.h"
 #include "qopt-rt/kernels/FloatGemm.h"
 #include "qopt-rt/kernels/QGemm.h"
+#include "qopt-rt/kernels/Specialized.h"
+#include "qopt/CodeGen/KernelLibrary.h"
 #include "qopt-rt/kernels/ThreadPool.h"
 
 #include <benchmark/benchmark.h>
@@ -236,13 +238,55 @@ double median(std::vector<double> v) {
 /// ~46 or ~75 GB/s, presumably with where the host places the two vCPUs),
 /// so each round's ratio compares measurements a few milliseconds apart,
 /// and the reported numbers are medians over the rounds.
-void BM_QGemm(benchmark::State &state, PackedFormat format, Activations act, Isa isa) {
+/// The kernels qopt generates for an artifact with these shapes (lib/CodeGen:
+/// EmitC -> C++ -> the system compiler, cached), loaded once.
+const qrt::kernels::SpecializedLibrary *generatedKernels(std::string *error) {
+  static std::unique_ptr<qrt::kernels::SpecializedLibrary> lib;
+  static std::string failure;
+  static bool tried = false;
+  if (!tried) {
+    tried = true;
+    std::vector<qopt::codegen::GemmShape> plan;
+    const int64_t shapes[3][2] = {{4096, 4096}, {14336, 4096}, {4096, 14336}};
+    for (const auto &sh : shapes) {
+      qopt::codegen::GemmShape g;
+      g.rows = sh[0];
+      g.cols = sh[1];
+      plan.push_back(g);
+    }
+    qopt::codegen::KernelLibraryFiles files;
+    std::vector<std::string> isas = qopt::codegen::kernelIsasForTarget("cpu");
+    if (isas.empty())
+      failure = "no kernels are generated for this CPU";
+    else if (qopt::codegen::buildKernelLibraries(qopt::codegen::normalizePlan(plan), isas, {},
+                                                 &files, &failure))
+      lib = qrt::kernels::SpecializedLibrary::open(files.libraries.at(isas[0]), &failure);
+  }
+  *error = failure;
+  return lib.get();
+}
+
+void BM_QGemm(benchmark::State &state, PackedFormat format, Activations act, Isa isa,
+              bool generated) {
   const int64_t N = state.range(0), K = state.range(1), M = state.range(2);
   if (isa != Isa::Auto && !isaSupported(isa)) {
     state.SkipWithError("instruction set not supported on this CPU");
     return;
   }
   WeightSet &ws = weights(N, K, format);
+  // Generic and generated kernels share the weight copies: attach or
+  // detach the specialized kernels for this benchmark.
+  for (PackedView &v : ws.views)
+    v.special = nullptr;
+  if (generated) {
+    std::string why;
+    const qrt::kernels::SpecializedLibrary *lib = generatedKernels(&why);
+    for (PackedView &v : ws.views)
+      if (!lib || !lib->attach(v)) {
+        state.SkipWithError(("no generated kernel for this shape: " + why).c_str());
+        return;
+      }
+  }
   std::mt19937 rng(7);
   std::uniform_real_distribution<float> u(-1.0f, 1.0f);
   std::vector<float> x(size_t(M * K)), y(size_t(M * N));
@@ -291,7 +335,7 @@ void BM_QGemm(benchmark::State &state, PackedFormat format, Activations act, Isa
   state.counters["MB/call"] = bytes / 1e6;
   state.counters["GFLOP/s"] = 2.0 * double(M * N * K) / call / 1e9;
   state.SetLabel(layoutId(format) + " " + isaName(isa == Isa::Auto ? bestIsa() : isa) +
-                 (act == Activations::Int8 ? " a8" : " f32"));
+                 (act == Activations::Int8 ? " a8" : " f32") + (generated ? " generated" : ""));
 }
 
 //===--- (c) float-weight GEMM --------------------------------------------===//
@@ -403,20 +447,24 @@ void registerAll() {
   const int64_t shapes[3][2] = {{4096, 4096}, {14336, 4096}, {4096, 14336}};
   for (const auto &s : shapes)
     for (int64_t M : {1, 16})
-      for (Activations act : {Activations::Int8, Activations::Float}) {
-        const std::string name = std::string("QGemm/i4g128/") +
-                                 (act == Activations::Int8 ? "a8" : "f32") + "/auto";
-        benchmark::RegisterBenchmark(name.c_str(), BM_QGemm, i4g128, act, Isa::Auto)
-            ->Args({s[0], s[1], M})
-            ->ArgNames({"N", "K", "M"})
-            ->UseRealTime()
-            ->Unit(benchmark::kMillisecond)
-            ->Iterations(kRounds);
-      }
+      for (Activations act : {Activations::Int8, Activations::Float})
+        // Generic kernel, then the one generated for this shape (same run,
+        // same weights, back to back).
+        for (bool generated : {false, true}) {
+          const std::string name = std::string("QGemm/i4g128/") +
+                                   (act == Activations::Int8 ? "a8" : "f32") +
+                                   (generated ? "/generated" : "/auto");
+          benchmark::RegisterBenchmark(name.c_str(), BM_QGemm, i4g128, act, Isa::Auto, generated)
+              ->Args({s[0], s[1], M})
+              ->ArgNames({"N", "K", "M"})
+              ->UseRealTime()
+              ->Unit(benchmark::kMillisecond)
+              ->Iterations(kRounds);
+        }
   // The other instruction sets and formats at the largest-K shape.
   for (Isa isa : {Isa::Avx512, Isa::Avx2})
     benchmark::RegisterBenchmark((std::string("QGemm/i4g128/a8/") + isaName(isa)).c_str(),
-                                 BM_QGemm, i4g128, Activations::Int8, isa)
+                                 BM_QGemm, i4g128, Activations::Int8, isa, false)
         ->Args({4096, 14336, 1})
         ->ArgNames({"N", "K", "M"})
         ->UseRealTime()
@@ -426,7 +474,7 @@ void registerAll() {
     for (int64_t M : {1, 16})
       benchmark::RegisterBenchmark(
           (std::string("QGemm/") + layoutId(f) + "/a8/auto").c_str(), BM_QGemm, f,
-          Activations::Int8, Isa::Auto)
+          Activations::Int8, Isa::Auto, false)
           ->Args({4096, 14336, M})
           ->ArgNames({"N", "K", "M"})
           ->UseRealTime()

@@ -12,6 +12,7 @@
 #define QOPT_CODEGEN_ARTIFACTWRITER_H
 
 #include "mlir/IR/BuiltinOps.h"
+#include "qopt/CodeGen/KernelLibrary.h"
 #include "qopt/Weights/WeightStore.h"
 
 #include <string>
@@ -31,6 +32,21 @@ struct ArtifactOptions {
   /// Written as report.json when non-empty; otherwise, for a quantized
   /// module, a weight report (quant::describeWeights) is written.
   std::string reportJson;
+  /// Generate, compile (or find in the cache) and ship the kernels
+  /// specialized for the model's packed shapes (docs/codegen.md).
+  bool generateKernels = true;
+  codegen::KernelBuildOptions kernelBuild;
+};
+
+/// What writeArtifact did besides writing, for the driver's progress line.
+struct ArtifactSummary {
+  int64_t weightsBytes = 0;
+  /// Generated kernels: distinct packed shapes, instruction sets compiled,
+  /// whether the kernel cache already had them, compile seconds.
+  size_t kernelShapes = 0;
+  std::vector<std::string> kernelIsas;
+  bool kernelCacheHit = false;
+  double kernelSeconds = 0;
 };
 
 /// True when `path` names an artifact (ends in ".qopt", a trailing slash
@@ -47,7 +63,8 @@ std::vector<std::string> artifactTargets();
 /// error leaves nothing behind. False with *error naming the weight and
 /// the problem (e.g. a format the CPU kernels do not support yet).
 bool writeArtifact(mlir::ModuleOp module, const WeightStore &store,
-                   const ArtifactOptions &options, std::string *error);
+                   const ArtifactOptions &options, std::string *error,
+                   ArtifactSummary *summary = nullptr);
 
 } // namespace qopt
 

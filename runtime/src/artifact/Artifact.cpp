@@ -263,6 +263,25 @@ std::unique_ptr<Artifact> Artifact::openImpl(const std::string &path, bool check
     }
   }
 
+  // Generated kernel libraries (optional; docs/codegen.md): instruction
+  // set -> file inside the artifact.
+  if (auto it = root.find("kernels"); it != root.end() && !it->is_null()) {
+    const json &k = *it;
+    if (!k.is_object() || !k.contains("libraries") || !k["libraries"].is_object())
+      return fail("kernels: expected an object with 'libraries' {isa: file}");
+    for (auto lib = k["libraries"].begin(); lib != k["libraries"].end(); ++lib) {
+      if (!lib.value().is_string())
+        return fail("kernels.libraries." + lib.key() + ": expected a file name");
+      const std::string rel = lib.value().get<std::string>();
+      if (rel.empty() || rel[0] == '/' || rel.find("..") != std::string::npos)
+        return fail("kernels.libraries." + lib.key() + ": '" + rel +
+                    "' is not a path inside the artifact");
+      if (!fileExists(path + "/" + rel))
+        return fail("kernels.libraries." + lib.key() + ": " + rel + " is missing");
+      a->kernelLibraries_[lib.key()] = path + "/" + rel;
+    }
+  }
+
   // Config.
   {
     const json *c = top.get("config");

@@ -4,6 +4,8 @@
 #include "qopt-rt/half.h"
 #include "qopt-rt/kernels/PackedLayout.h"
 
+#include <cstdlib>
+
 namespace qrt::model {
 
 static bool floatView(const ArtifactTensor *t, const std::string &what, int64_t rows,
@@ -91,6 +93,39 @@ static bool linearView(const ArtifactLinear &l, int64_t rows, int64_t cols, Tens
     *error = "artifact: " + what + " has a bias, which the executor supports only on q/k/v (or qkv)";
     return false;
   }
+  return true;
+}
+
+/// Loads the artifact's generated kernels for this CPU and points every
+/// packed view with a matching shape at them.
+static bool attachGeneratedKernels(const Artifact &art, ArtifactModel *m, std::string *error) {
+  std::vector<TensorView *> packed;
+  for (LayerWeights &l : m->weights.layers)
+    for (TensorView *t : {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down, &l.qkv, &l.gateUp})
+      if (t->format == WeightFormat::Packed && t->valid())
+        packed.push_back(t);
+  if (m->weights.lmHead.format == WeightFormat::Packed && m->weights.lmHead.valid())
+    packed.push_back(&m->weights.lmHead);
+  m->genericWeights = int(packed.size());
+  m->specializedWeights = 0;
+  const char *off = std::getenv("QRT_NO_CODEGEN");
+  if ((off && *off && std::string(off) != "0") || packed.empty())
+    return true;
+  std::string err;
+  std::unique_ptr<kernels::SpecializedLibrary> lib =
+      kernels::SpecializedLibrary::openBest(art.kernelLibraries(), &err);
+  if (!lib) {
+    if (err.empty())
+      return true; // nothing generated for this path: the generic kernels run
+    *error = "artifact: " + err;
+    return false;
+  }
+  m->kernels = std::move(lib);
+  for (TensorView *t : packed)
+    if (m->kernels->attach(t->packed)) {
+      ++m->specializedWeights;
+      --m->genericWeights;
+    }
   return true;
 }
 
@@ -185,7 +220,7 @@ bool modelFromArtifact(const Artifact &art, ArtifactModel *m, std::string *error
       m->vScales.push_back(a.vScales);
     }
   }
-  return true;
+  return attachGeneratedKernels(art, m, error);
 }
 
 } // namespace qrt::model

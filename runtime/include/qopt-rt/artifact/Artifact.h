@@ -130,6 +130,9 @@ public:
   std::string generationConfigPath() const;
   /// The artifact directory as given to open().
   std::string dir() const { return dir_; }
+  /// The generated kernel libraries it carries: instruction set ("avx2",
+  /// "avx512", "avx512vnni") -> path (docs/codegen.md); empty when none.
+  const std::map<std::string, std::string> &kernelLibraries() const { return kernelLibraries_; }
 
 private:
   Artifact() = default;
@@ -141,6 +144,7 @@ private:
   ArtifactTarget target_;
   std::vector<ArtifactTensor> tensors_;      // sorted by name
   std::map<std::string, size_t> tensorIndex_;
+  std::map<std::string, std::string> kernelLibraries_;
   std::vector<ArtifactLayer> layers_;
   const ArtifactTensor *embedding_ = nullptr, *finalNorm_ = nullptr;
   ArtifactLinear lmHead_;

@@ -10,9 +10,11 @@
 #define QOPT_RT_MODEL_FROMARTIFACT_H
 
 #include "qopt-rt/artifact/Artifact.h"
+#include "qopt-rt/kernels/Specialized.h"
 #include "qopt-rt/model/ModelWeights.h"
 #include "qopt-rt/serving/KVCache.h"
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -26,10 +28,17 @@ struct ArtifactModel {
   /// Per layer, per kv head (int8/fp8 KV only; empty otherwise).
   std::vector<std::vector<float>> kScales, vScales;
   std::vector<std::vector<float>> ownedBiases;
+  /// The artifact's generated kernels for this CPU (docs/codegen.md), or
+  /// null: none in the artifact, none for the path this CPU takes, or
+  /// QRT_NO_CODEGEN=1. The packed views point into it.
+  std::shared_ptr<kernels::SpecializedLibrary> kernels;
+  /// Packed weights that run generated kernels / generic ones.
+  int specializedWeights = 0, genericWeights = 0;
 };
 
 /// Fills *out from `art` (which must outlive it). False with *error naming
-/// the tensor on an unsupported format or an inconsistent size.
+/// the tensor on an unsupported format or an inconsistent size, or the
+/// artifact's kernel library when it fails to load.
 bool modelFromArtifact(const Artifact &art, ArtifactModel *out, std::string *error);
 
 } // namespace qrt::model
