@@ -503,40 +503,7 @@ int main(int argc, char **argv) {
                                    configLabel(qopts).c_str(), secondsSince(t1));
   }
 
-  bool didSomething = quantize;
-  if (writesArtifact) {
-    didSomething = true;
-    auto t1 = std::chrono::steady_clock::now();
-    ArtifactOptions aopts;
-    aopts.outputPath = outputPath;
-    aopts.target = target;
-    aopts.tokenizerPath = tokenizerFile;
-    llvm::SmallString<256> genConfig(llvm::sys::fs::is_directory(modelPath)
-                                         ? modelPath.getValue()
-                                         : llvm::sys::path::parent_path(modelPath).str());
-    llvm::sys::path::append(genConfig, "generation_config.json");
-    aopts.generationConfigPath = std::string(genConfig);
-    aopts.generateKernels = !noKernelCodegen;
-    aopts.kernelBuild.cacheDir = kernelCache;
-    ArtifactSummary summary;
-    if (!writeArtifact(*model.module, model.store, aopts, &error, &summary))
-      return fail(error);
-    if (tty && summary.kernelShapes > 0) {
-      std::string isas;
-      for (const std::string &i : summary.kernelIsas)
-        isas += (isas.empty() ? "" : ", ") + i;
-      if (summary.kernelCacheHit)
-        llvm::errs() << llvm::format("qopt: kernels: %zu shapes specialized for %s (cache hit)\n",
-                                     summary.kernelShapes, isas.c_str());
-      else
-        llvm::errs() << llvm::format(
-            "qopt: kernels: %zu shapes specialized for %s, compiled in %.1f s\n",
-            summary.kernelShapes, isas.c_str(), summary.kernelSeconds);
-    }
-    if (tty)
-      llvm::errs() << llvm::format("qopt: wrote %s (-target=%s) in %.2f s\n",
-                                   outputPath.c_str(), target.c_str(), secondsSince(t1));
-  }
+  bool didSomething = quantize || writesArtifact;
   if (emit == "mlir") {
     didSomething = true;
     std::error_code ec;
@@ -617,6 +584,7 @@ int main(int argc, char **argv) {
     perplexity = r;
   }
 
+  std::string reportText;
   if (!reportPath.empty()) {
     didSomething = true;
     quant::ModelReport report;
@@ -708,12 +676,50 @@ int main(int argc, char **argv) {
                                            {"predicted", perplexity->predicted},
                                            {"perplexity", perplexity->perplexity}};
     }
+    reportText = llvm::formatv("{0:2}", llvm::json::Value(std::move(root))).str() + "\n";
     std::error_code ec;
     llvm::ToolOutputFile out(reportPath, ec, llvm::sys::fs::OF_Text);
     if (ec)
       return fail(reportPath + ": " + ec.message());
-    out.os() << llvm::formatv("{0:2}", llvm::json::Value(std::move(root))) << "\n";
+    out.os() << reportText;
     out.keep();
+  }
+
+  // The artifact last: with -report, its report.json is that report
+  // (quality and output errors included), not only the weight summary the
+  // writer can make from the module alone.
+  if (writesArtifact) {
+    auto t1 = std::chrono::steady_clock::now();
+    ArtifactOptions aopts;
+    aopts.outputPath = outputPath;
+    aopts.target = target;
+    aopts.tokenizerPath = tokenizerFile;
+    llvm::SmallString<256> genConfig(llvm::sys::fs::is_directory(modelPath)
+                                         ? modelPath.getValue()
+                                         : llvm::sys::path::parent_path(modelPath).str());
+    llvm::sys::path::append(genConfig, "generation_config.json");
+    aopts.generationConfigPath = std::string(genConfig);
+    aopts.reportJson = reportText;
+    aopts.generateKernels = !noKernelCodegen;
+    aopts.kernelBuild.cacheDir = kernelCache;
+    ArtifactSummary summary;
+    if (!writeArtifact(*model.module, model.store, aopts, &error, &summary))
+      return fail(error);
+    if (tty && summary.kernelShapes > 0) {
+      std::string isas;
+      for (const std::string &i : summary.kernelIsas)
+        isas += (isas.empty() ? "" : ", ") + i;
+      if (summary.kernelCacheHit)
+        llvm::errs() << llvm::format("qopt: kernels: %zu shapes specialized for %s (cache hit)\n",
+                                     summary.kernelShapes, isas.c_str());
+      else
+        llvm::errs() << llvm::format(
+            "qopt: kernels: %zu shapes specialized for %s, compiled in %.1f s\n",
+            summary.kernelShapes, isas.c_str(), summary.kernelSeconds);
+    }
+    if (tty)
+      llvm::errs() << llvm::format("qopt: wrote %s (-target=%s) in %.2f s\n",
+                                   outputPath.c_str(), target.c_str(), secondsSince(t1));
   }
 
 
