@@ -14,7 +14,9 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 namespace qrt::kernels {
@@ -98,6 +100,17 @@ bool sameGeometry(const PackedGeometry &a, const PackedGeometry &b) {
 
 int64_t weightBytesRead(const PackedView &w) { return w.geometry.totalBytes; }
 
+const char *actQuantName(ActQuantMode mode) {
+  switch (mode) {
+  case ActQuantMode::PerToken:
+    return "per_token";
+  case ActQuantMode::Static:
+    return "static";
+  default:
+    return "block32";
+  }
+}
+
 namespace {
 
 /// Resolves options.isa and checks the CPU can run it.
@@ -152,10 +165,18 @@ bool resizePrepared(PreparedActivations *p, int64_t M, int64_t K, int64_t minPad
              " activations";
     return false;
   }
+  if (opt.activations == Activations::Int8 && opt.actQuant == ActQuantMode::Static &&
+      !(opt.staticScale > 0.0f && std::isfinite(opt.staticScale))) {
+    *error = "qgemm: a static activation scale must be positive and finite, got " +
+             std::to_string(opt.staticScale);
+    return false;
+  }
   if (!resolveIsa(opt, &p->isa, error))
     return false;
   const int64_t Kp = (std::max(K, minPaddedCols) + kActBlock - 1) / kActBlock * kActBlock;
   p->activations = opt.activations;
+  p->actQuant = opt.activations == Activations::Int8 ? opt.actQuant : ActQuantMode::Block32;
+  p->staticScale = p->actQuant == ActQuantMode::Static ? opt.staticScale : 0.0f;
   p->rows = M;
   p->cols = K;
   p->paddedCols = Kp;
@@ -173,10 +194,79 @@ bool resizePrepared(PreparedActivations *p, int64_t M, int64_t K, int64_t minPad
   return true;
 }
 
+namespace {
+
+/// Round half to even of c for |c| <= 2^22: adding and subtracting
+/// 1.5 * 2^23 leaves no fraction bits, and the FPU's default rounding is
+/// to nearest even, which is what std::nearbyint does (and what the
+/// reference executor calls). Unlike a libm call, this vectorizes.
+inline float roundHalfEven(float c) {
+  const float magic = 12582912.0f; // 1.5 * 2^23
+  return (c + magic) - magic;
+}
+
+/// The PerToken / Static quantizer, scalar (activations are tiny next to
+/// the weights a GEMM streams): q = clamp(round_half_even(x / scale),
+/// -127, 127), every block of a row sharing the row's scale. Written as
+/// lib/Exec/FakeQuant.cpp computes it (x / scale, not x * (1 / scale)) so
+/// that the codes are the reference's bit for bit.
+void quantizeWholeRows(PreparedActivations *p, const float *x, int64_t ldx, int64_t m0,
+                       int64_t m1) {
+  const int64_t K = p->cols, Kp = p->paddedCols, blocks = Kp / kActBlock;
+  for (int64_t m = m0; m < m1; ++m) {
+    const float *xr = x + (m - m0) * ldx;
+    int8_t *q = p->q.data() + m * Kp;
+    float scale;
+    bool poisoned = false; // the row's outputs must come out NaN
+    if (p->actQuant == ActQuantMode::PerToken) {
+      float amax = 0.0f;
+      for (int64_t k = 0; k < K; ++k) {
+        const float a = std::fabs(xr[k]);
+        poisoned = poisoned || !(a <= std::numeric_limits<float>::max());
+        amax = std::max(amax, a);
+      }
+      scale = amax / 127.0f;
+    } else {
+      scale = p->staticScale;
+      for (int64_t k = 0; k < K; ++k)
+        poisoned = poisoned || std::isnan(xr[k]);
+    }
+    if (poisoned || !(scale > 0.0f)) {
+      // All-zero (scale 0) or poisoned: zero codes; the scale carries the NaN.
+      std::fill(q, q + Kp, int8_t(0));
+      if (poisoned)
+        scale = std::numeric_limits<float>::quiet_NaN();
+    } else {
+      for (int64_t k = 0; k < K; ++k) {
+        // Clamping first is the same as rounding first (127 is an integer)
+        // and keeps infinities out of roundHalfEven.
+        const float c = std::min(127.0f, std::max(-127.0f, xr[k] / scale));
+        q[k] = int8_t(roundHalfEven(c));
+      }
+      std::fill(q + K, q + Kp, int8_t(0));
+    }
+    float *sx = p->sx.data() + m * blocks;
+    int32_t *bsum = p->bsum.data() + m * blocks;
+    for (int64_t b = 0; b < blocks; ++b) {
+      int32_t sum = 0;
+      for (int64_t k = b * kActBlock; k < (b + 1) * kActBlock; ++k)
+        sum += q[k];
+      sx[b] = scale;
+      bsum[b] = sum;
+    }
+  }
+}
+
+} // namespace
+
 void prepareRows(PreparedActivations *p, const float *x, int64_t ldx, int64_t m0, int64_t m1) {
   const int64_t K = p->cols, Kp = p->paddedCols, blocks = Kp / kActBlock;
   if (m0 >= m1)
     return;
+  if (p->activations == Activations::Int8 && p->actQuant != ActQuantMode::Block32) {
+    quantizeWholeRows(p, x, ldx, m0, m1);
+    return;
+  }
   if (p->activations == Activations::Int8) {
     const QuantizeKernel quantize = kernelsFor(p->isa).quantize;
     quantize(x, ldx, K, Kp, 0, m1 - m0, p->q.data() + m0 * Kp, Kp, p->sx.data() + m0 * blocks,
@@ -315,14 +405,19 @@ bool qgemmPrepared(const PackedView &w, const PreparedActivations &p, float *y, 
     return false;
   const PackedGeometry &g = w.geometry;
   const int64_t N = g.rows, K = g.cols, Kp = g.paddedCols;
+  const bool int8 = opt.activations == Activations::Int8;
   if (p.cols != K || p.paddedCols < Kp || p.paddedCols % kActBlock != 0 ||
-      p.activations != opt.activations) {
+      p.activations != opt.activations || (int8 && p.actQuant != opt.actQuant) ||
+      (int8 && opt.actQuant == ActQuantMode::Static && p.staticScale != opt.staticScale)) {
     *error = "qgemm: prepared activations (" + std::to_string(p.cols) + " columns padded to " +
              std::to_string(p.paddedCols) + ", " +
-             (p.activations == Activations::Float ? "float" : "int8") + ") do not fit a " +
-             std::to_string(N) + "x" + std::to_string(K) + " weight padded to " +
-             std::to_string(Kp) + " (" +
-             (opt.activations == Activations::Float ? "float" : "int8") + ")";
+             (p.activations == Activations::Float ? std::string("float")
+                                                  : std::string("int8 ") +
+                                                        actQuantName(p.actQuant)) +
+             ") do not fit a " + std::to_string(N) + "x" + std::to_string(K) +
+             " weight padded to " + std::to_string(Kp) + " (" +
+             (!int8 ? std::string("float") : std::string("int8 ") + actQuantName(opt.actQuant)) +
+             ")";
     return false;
   }
   const size_t need = size_t(p.rows * p.paddedCols);

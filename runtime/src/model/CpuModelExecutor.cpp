@@ -72,15 +72,51 @@ static void rowToF32(const TensorView &t, int64_t row, float *out) {
   }
 }
 
+/// The kernels' options for a quantized weight: W8A8 linears (act_quant)
+/// always take int8 activations rounded as their act_quant says; the
+/// others the executor's choice.
+static kernels::GemmOptions gemmOptionsFor(const TensorView &w, kernels::Activations act,
+                                           ThreadPool &pool) {
+  kernels::GemmOptions o;
+  o.activations = act;
+  o.pool = &pool;
+  if (w.actQuant.enabled) {
+    o.activations = kernels::Activations::Int8;
+    o.actQuant = w.actQuant.mode;
+    o.staticScale = w.actQuant.scale;
+  }
+  return o;
+}
+
+/// out = x with each row quantized and dequantized as `q` says (a float
+/// weight with act_quant: the reference rounds its input the same way).
+static bool fakeQuantize(const ActivationQuant &q, const float *x, int64_t m, int64_t k,
+                         ThreadPool &pool, std::vector<float> *out, std::string *error) {
+  thread_local kernels::PreparedActivations prepared;
+  kernels::GemmOptions o;
+  o.isa = kernels::Isa::Scalar; // PerToken / Static quantize in scalar code anyway
+  o.actQuant = q.mode;
+  o.staticScale = q.scale;
+  o.pool = &pool;
+  if (!kernels::prepareActivations(x, m, k, k, k, o, &prepared, error))
+    return false;
+  out->resize(size_t(m * k));
+  const int64_t kp = prepared.paddedCols, blocks = kp / kernels::kActBlock;
+  for (int64_t r = 0; r < m; ++r) {
+    const float s = prepared.sx[size_t(r * blocks)];
+    for (int64_t c = 0; c < k; ++c)
+      (*out)[size_t(r * k + c)] = float(prepared.q[size_t(r * kp + c)]) * s;
+  }
+  return true;
+}
+
 bool linearForward(const TensorView &w, const float *x, int64_t m, float *y,
                    const float *bias, kernels::Activations act, ThreadPool &pool,
                    std::string *error) {
   if (m <= 0)
     return true;
   if (w.format == WeightFormat::Packed) {
-    kernels::GemmOptions o;
-    o.activations = act;
-    o.pool = &pool;
+    kernels::GemmOptions o = gemmOptionsFor(w, act, pool);
     const int64_t k = w.packed.geometry.cols, n = w.packed.geometry.rows;
     // A small GEMV finishes before a second thread would wake up.
     if (m * n * k < kMinParallelMacs)
@@ -89,6 +125,12 @@ bool linearForward(const TensorView &w, const float *x, int64_t m, float *y,
   }
   // fp32 / bf16 weights (typically the lm_head): register-tiled kernel,
   // bf16 widened in registers (kernels/FloatGemm.h).
+  thread_local std::vector<float> rounded;
+  if (w.actQuant.enabled) {
+    if (!fakeQuantize(w.actQuant, x, m, w.cols, pool, &rounded, error))
+      return false;
+    x = rounded.data();
+  }
   const kernels::FloatWeight fw{w.format == WeightFormat::BF16 ? kernels::FloatFormat::BF16
                                                                  : kernels::FloatFormat::F32,
                                 w.rows, w.cols, w.data};
@@ -416,9 +458,6 @@ bool CpuModelExecutor::run(const StepBatch &b, float *logits, bool allRows,
   const int64_t ropeGrain = std::max<int64_t>(1, kMinParallelMacs / 8 / (Q + 2 * KV));
   const int64_t attnGrain =
       std::max<int64_t>(1, kMinParallelMacs / (2 * hd * std::max<int32_t>(1, maxCtx)));
-  kernels::GemmOptions gemm;
-  gemm.activations = opt_.activations;
-  gemm.pool = &pool;
   // The widest padded K among the quantized weights that read one input
   // (0: none is quantized, nothing to prepare).
   auto paddedFor = [](std::initializer_list<const TensorView *> ws) {
@@ -428,10 +467,23 @@ bool CpuModelExecutor::run(const StepBatch &b, float *logits, bool allRows,
         p = std::max(p, w->packed.geometry.paddedCols);
     return p;
   };
+  // The activation quantization one prepared input is made for: that of
+  // the first quantized weight reading it. The writer fuses q/k/v (gate/up)
+  // only when their act_quant agrees; separate ones that differ (mixed
+  // precision) are each quantized by their own qgemm (see project).
+  auto quantFor = [](std::initializer_list<const TensorView *> ws) {
+    for (const TensorView *w : ws)
+      if (w->valid() && w->format == WeightFormat::Packed)
+        return w->actQuant;
+    return ActivationQuant();
+  };
   auto sizePrepared = [&](kernels::PreparedActivations *p, int64_t cols, int64_t pad,
-                          int64_t layer) {
+                          const ActivationQuant &aq, int64_t layer) {
     std::string err;
-    if (pad > 0 && !kernels::resizePrepared(p, T, cols, pad, gemm, &err)) {
+    TensorView probe;
+    probe.actQuant = aq;
+    const kernels::GemmOptions o = gemmOptionsFor(probe, opt_.activations, pool);
+    if (pad > 0 && !kernels::resizePrepared(p, T, cols, pad, o, &err)) {
       if (error)
         *error = "layer " + std::to_string(layer) + ": " + err;
       return false;
@@ -445,8 +497,13 @@ bool CpuModelExecutor::run(const StepBatch &b, float *logits, bool allRows,
                      const char *what, int64_t layer) {
     std::string err;
     bool ok;
-    if (w.format == WeightFormat::Packed) {
-      kernels::GemmOptions o = gemm;
+    kernels::GemmOptions o = gemmOptionsFor(w, opt_.activations, pool);
+    const bool fits = w.format == WeightFormat::Packed && prepared.activations == o.activations &&
+                      (o.activations == kernels::Activations::Float ||
+                       (prepared.actQuant == o.actQuant &&
+                        prepared.staticScale ==
+                            (o.actQuant == kernels::ActQuantMode::Static ? o.staticScale : 0.0f)));
+    if (fits) {
       const int64_t n = w.packed.geometry.rows, k = w.packed.geometry.cols;
       // A small GEMV finishes before a second thread would wake up.
       if (T * n * k < kMinParallelMacs)
@@ -482,7 +539,9 @@ bool CpuModelExecutor::run(const StepBatch &b, float *logits, bool allRows,
     const serving::KVLayerView kv = kv_.layer(int32_t(l));
     // q, k, v side by side in qkv_ rows: one GEMM when fused.
     const int64_t padQkv = L.fusedQkv() ? paddedFor({&L.qkv}) : paddedFor({&L.q, &L.k, &L.v});
-    if (!sizePrepared(&normed_, H, padQkv, l))
+    const ActivationQuant aqQkv =
+        L.fusedQkv() ? quantFor({&L.qkv}) : quantFor({&L.q, &L.k, &L.v});
+    if (!sizePrepared(&normed_, H, padQkv, aqQkv, l))
       return false;
     normInto(inNorm_[l], &normed_, padQkv);
     float *qkv = qkv_.data();
@@ -571,7 +630,9 @@ bool CpuModelExecutor::run(const StepBatch &b, float *logits, bool allRows,
     // gate and up side by side in gateUp_ rows: one GEMM when fused.
     const int64_t padGateUp =
         L.fusedGateUp() ? paddedFor({&L.gateUp}) : paddedFor({&L.gate, &L.up});
-    if (!sizePrepared(&normed_, H, padGateUp, l))
+    const ActivationQuant aqGateUp =
+        L.fusedGateUp() ? quantFor({&L.gateUp}) : quantFor({&L.gate, &L.up});
+    if (!sizePrepared(&normed_, H, padGateUp, aqGateUp, l))
       return false;
     normInto(postNorm_[l], &normed_, padGateUp);
     float *gu = gateUp_.data();
@@ -584,7 +645,7 @@ bool CpuModelExecutor::run(const StepBatch &b, float *logits, bool allRows,
     }
     // SwiGLU row by row, each row prepared for down_proj while in cache.
     const int64_t padDown = paddedFor({&L.down});
-    if (!sizePrepared(&swiglu_, I, padDown, l))
+    if (!sizePrepared(&swiglu_, I, padDown, quantFor({&L.down}), l))
       return false;
     parallelRange(pool, T, std::max<int64_t>(1, kMinParallelMacs / 8 / I),
                   [&](int64_t s, int64_t e2, int) {

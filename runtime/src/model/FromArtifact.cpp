@@ -44,9 +44,24 @@ static bool linearView(const ArtifactLinear &l, int64_t rows, int64_t cols, Tens
              std::to_string(cols) + "]";
     return false;
   }
-  if (!l.activationQuant.empty()) {
-    *error = "artifact: " + what + " quantizes its activations (" + l.activationQuant +
-             "), which the CPU executor does not implement yet";
+  // W8A8: int8 activations per token or with the static scale, rounded
+  // as the reference executor does (the kernels' PerToken / Static modes).
+  ActivationQuant aq;
+  if (l.activationQuant == "int8") {
+    aq.enabled = true;
+    aq.mode = l.activationQuantMode == "per_tensor" ? kernels::ActQuantMode::Static
+                                                     : kernels::ActQuantMode::PerToken;
+    aq.scale = l.activationScale;
+    if (aq.mode == kernels::ActQuantMode::Static &&
+        !(aq.scale > 0.0f && aq.scale <= 3.4e38f)) {
+      *error = "artifact: " + what + " has a per_tensor act_quant with scale " +
+               std::to_string(l.activationScale) + "; it must be positive and finite";
+      return false;
+    }
+  } else if (!l.activationQuant.empty()) {
+    *error = "artifact: " + what + " quantizes its activations to " + l.activationQuant +
+             ": fp8 activations are not implemented by the CPU executor (recompile with int8 "
+             "W8A8, -wquant=w8a8)";
     return false;
   }
   if (l.format == "f32" || l.format == "bf16") {
@@ -78,6 +93,7 @@ static bool linearView(const ArtifactLinear &l, int64_t rows, int64_t cols, Tens
     *error = "artifact: " + what + " has format '" + l.format + "'; the CPU executor runs f32, bf16, int4 and int8";
     return false;
   }
+  out->actQuant = aq;
   if (bias && l.bias) {
     const ArtifactTensor *t = l.bias;
     TensorView bv;

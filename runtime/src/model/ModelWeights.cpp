@@ -7,6 +7,12 @@ static std::string checkTensor(const TensorView &t, const std::string &name,
                                int64_t rows, int64_t cols, bool allowPacked) {
   if (!t.valid())
     return name + " is missing";
+  if (t.actQuant.enabled &&
+      !(t.actQuant.mode == kernels::ActQuantMode::PerToken ||
+        (t.actQuant.mode == kernels::ActQuantMode::Static && t.actQuant.scale > 0.0f &&
+         t.actQuant.scale <= 3.4e38f)))
+    return name + " has an activation quantization other than int8 per token or with a "
+                  "positive finite static scale";
   if (t.format == WeightFormat::Packed) {
     if (!allowPacked)
       return name + " cannot be quantized";

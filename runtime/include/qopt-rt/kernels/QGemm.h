@@ -6,11 +6,14 @@
 // never to memory.
 //
 // Two activation modes:
-//  - Int8 (default): each row of x is quantized per block of 32 columns to
-//    int8 (scale = absmax / 127, round to nearest even) and dotted with the
+//  - Int8 (default): each row of x is quantized to int8 and dotted with the
 //    integer codes (vpdpbusd on AVX-512 VNNI, vpmaddubsw elsewhere); the
-//    fastest route, memory-bound on a 2-core AVX-512 machine. Adds the
-//    activation rounding error (docs/kernels-cpu.md quantifies it).
+//    fastest route, memory-bound on a 2-core AVX-512 machine. By default
+//    (ActQuantMode::Block32) the scale is absmax / 127 per block of 32
+//    columns, which adds a small activation rounding error
+//    (docs/kernels-cpu.md quantifies it); W8A8 artifacts ask for the
+//    rounding their model was evaluated with instead: one scale per row
+//    (PerToken) or one calibrated scale (Static).
 //  - Float: fp32 activations times the exactly dequantized weights, fp32
 //    accumulation: what the reference executor computes, up to summation
 //    order.
@@ -56,9 +59,28 @@ enum class Activations {
   Float, ///< fp32 x (exact dequantized weights, fp32 accumulation)
 };
 
+/// How Activations::Int8 chooses the scales of x. Codes are always
+/// round-half-to-even of x / scale clamped to [-127, 127]; what differs is
+/// the scale. PerToken and Static are SmoothQuant's W8A8 activations
+/// (docs/quantization.md), exactly as the compiler's reference executor
+/// fake-quantizes them (lib/Exec/FakeQuant.cpp), so the integer product
+/// equals the reference's up to fp32 summation order.
+enum class ActQuantMode {
+  Block32,  ///< absmax / 127 per 32-column block (the fast default, most accurate)
+  PerToken, ///< absmax of the whole row / 127 (W8A8 "per_token", dynamic)
+  Static,   ///< GemmOptions::staticScale for every row (W8A8 "per_tensor")
+};
+
+/// "block32", "per_token", "static".
+const char *actQuantName(ActQuantMode mode);
+
 struct GemmOptions {
   Isa isa = Isa::Auto;
   Activations activations = Activations::Int8;
+  /// Int8 only: the scale choice; Static needs a positive finite
+  /// staticScale.
+  ActQuantMode actQuant = ActQuantMode::Block32;
+  float staticScale = 0.0f;
   /// Workers to use, the caller included; 0 = all of the pool's.
   int threads = 0;
   /// Pool to run on; null = ThreadPool::global().
@@ -80,8 +102,18 @@ bool qgemm(const PackedView &w, const float *x, int64_t M, int64_t ldx, float *y
 /// size and are formed by qgemmPrepared. Columns [cols, paddedCols) are
 /// zero, so one preparation serves weights whose paddedCols (the K of the
 /// packed geometry) is at most paddedCols.
+///
+/// Int8 rows that cannot be quantized: Block32 gives a block holding a NaN
+/// or infinity the scale NaN; PerToken does so for every block of a row
+/// holding one (the reference passes such a row through unquantized, so
+/// its outputs are not finite either); Static clamps +-infinity to +-127
+/// as the reference does and gives a row holding a NaN the scale NaN. An
+/// all-zero row (PerToken) gets scale 0 and zero codes: its product is
+/// the bias, as in the reference.
 struct PreparedActivations {
   Activations activations = Activations::Int8;
+  ActQuantMode actQuant = ActQuantMode::Block32; ///< Int8: how sx was chosen
+  float staticScale = 0.0f;                      ///< Int8 Static: the scale
   Isa isa = Isa::Scalar;   ///< the resolved path whose quantizer prepared it
   int64_t rows = 0;        ///< M
   int64_t cols = 0;        ///< K (the logical width)
@@ -111,7 +143,8 @@ bool prepareActivations(const float *x, int64_t M, int64_t ldx, int64_t K, int64
                         const GemmOptions &options, PreparedActivations *p, std::string *error);
 
 /// As qgemm, with x already prepared (p.cols must equal w's K, p.paddedCols
-/// cover its padded K, p.activations match options.activations). qgemm is
+/// cover its padded K, p.activations match options.activations, and for
+/// Int8 p.actQuant / p.staticScale match options'). qgemm is
 /// prepareActivations + qgemmPrepared: the outputs are the same bits.
 bool qgemmPrepared(const PackedView &w, const PreparedActivations &p, float *y, int64_t ldy,
                    const float *bias, const GemmOptions &options, std::string *error);

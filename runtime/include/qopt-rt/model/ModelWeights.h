@@ -11,6 +11,7 @@
 #define QOPT_RT_MODEL_MODELWEIGHTS_H
 
 #include "qopt-rt/kernels/PackedLayout.h"
+#include "qopt-rt/kernels/QGemm.h"
 
 #include <cstdint>
 #include <string>
@@ -25,12 +26,29 @@ enum class WeightFormat : uint8_t {
   Packed, ///< int4/int8 in the x86 kernels' packed layout (linears only)
 };
 
+/// W8A8 (SmoothQuant): the input of a linear is quantized to int8 before
+/// the product, per row (kernels::ActQuantMode::PerToken) or with one
+/// calibrated scale (Static). The artifact's `act_quant`; the executor
+/// computes exactly the reference executor's rounding.
+struct ActivationQuant {
+  bool enabled = false;
+  kernels::ActQuantMode mode = kernels::ActQuantMode::PerToken; ///< PerToken or Static
+  float scale = 0.0f;                                          ///< Static: the scale
+  bool operator==(const ActivationQuant &o) const {
+    return enabled == o.enabled &&
+           (!enabled || (mode == o.mode && (mode != kernels::ActQuantMode::Static ||
+                                            scale == o.scale)));
+  }
+  bool operator!=(const ActivationQuant &o) const { return !(*this == o); }
+};
+
 /// A row-major [rows, cols] tensor (a norm is [1, cols]).
 struct TensorView {
   WeightFormat format = WeightFormat::F32;
   int64_t rows = 0, cols = 0;
   const void *data = nullptr;      ///< F32 / BF16 data
   kernels::PackedView packed;      ///< Packed data
+  ActivationQuant actQuant;        ///< linears only: how the input is quantized
   bool valid() const {
     return format == WeightFormat::Packed ? packed.data != nullptr : data != nullptr;
   }
