@@ -1,0 +1,71 @@
+//===- WeightOnlyGemm.cpp - argument checks and the choice of kernel -----===//
+//
+// Every check happens here, before anything is enqueued, so a bad call is
+// one error line and never a fault inside a kernel.
+//
+//===----------------------------------------------------------------------===//
+#include "qopt-cuda/WeightOnlyGemm.h"
+
+#include "gemm/WeightOnlyKernels.h"
+
+namespace qcuda {
+namespace {
+
+bool aligned16(const void *p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+
+bool fail(std::string *error, const std::string &what) {
+  *error = "weightOnlyGemm: " + what;
+  return false;
+}
+
+} // namespace
+
+bool weightOnlyGemm(const WeightOnlyGemmArgs &a, cudaStream_t stream, std::string *error) {
+  const GpuQuantWeights &w = a.w;
+  GpuPackedGeometry geo;
+  if (!computeGpuGeometry(w.format, w.geometry.rows, w.geometry.cols, &geo, error))
+    return false;
+  if (geo.groups != w.geometry.groups || geo.groupSize != w.geometry.groupSize ||
+      geo.wordsPerRow != w.geometry.wordsPerRow)
+    return fail(error, "weight geometry does not match its format (not from computeGpuGeometry)");
+  if (a.xType != DType::kF16 && a.xType != DType::kBF16)
+    return fail(error, std::string("x must be f16 or bf16, got ") + dtypeName(a.xType));
+  if (!a.x || !a.y || !w.codes || !w.scales)
+    return fail(error, "null x, y, codes or scales");
+  if (w.format.symmetric != (w.zeros == nullptr))
+    return fail(error, w.format.symmetric ? "symmetric weights must have no zeros"
+                                          : "asymmetric weights need zeros");
+  if (!aligned16(a.x) || !aligned16(w.codes))
+    return fail(error, "x and codes must be 16-byte aligned");
+  constexpr int64_t kMaxM = int64_t(65535) * 64; // grid.y of the tensor-core kernel
+  if (a.M <= 0 || a.M > kMaxM)
+    return fail(error, "M must be in [1, " + std::to_string(kMaxM) + "], got " +
+                           std::to_string(a.M));
+  WeightOnlyKernel kernel = a.kernel;
+  if (kernel == WeightOnlyKernel::kAuto)
+    kernel = a.M <= kSmallMMax ? WeightOnlyKernel::kSmallM : WeightOnlyKernel::kTensorCore;
+  if (kernel == WeightOnlyKernel::kSmallM && a.M > kSmallMMax)
+    return fail(error, "the small-M kernel takes M <= " + std::to_string(kSmallMMax) +
+                           ", got " + std::to_string(a.M));
+
+  detail::WeightOnlyParams p;
+  p.x = a.x;
+  p.codes = w.codes;
+  p.scales = w.scales;
+  p.zeros = w.zeros;
+  p.bias = a.bias;
+  p.y = a.y;
+  p.yType = int(a.yType);
+  p.M = int(a.M);
+  p.N = int(geo.rows);
+  p.K = int(geo.cols);
+  p.groupSize = int(geo.groupSize);
+  const cudaError_t err = kernel == WeightOnlyKernel::kSmallM
+                              ? detail::launchSmallM(p, a.xType, w.format.bits, stream)
+                              : detail::launchTensorCore(p, a.xType, w.format.bits, stream);
+  if (err != cudaSuccess)
+    return fail(error, std::string("launch failed: ") + cudaGetErrorString(err));
+  return true;
+}
+
+} // namespace qcuda
