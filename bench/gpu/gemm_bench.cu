@@ -1,0 +1,262 @@
+//===- gemm_bench.cu - W4A16 GEMM vs the HBM roofline and cuBLAS bf16 ----===//
+//
+// Prints one JSON object per line:
+//   {"bench":"hbm_read"|"hbm_copy", "GBps":...}      measured in the same run
+//   {"bench":"gemm","name":"w4a16_g128"|"cublas_bf16", "N","K","M",
+//    "time_us","bytes","flops","GBps","TFLOPs","pct_hbm"}
+// Weights rotate over enough copies (> 256 MiB together) that each call
+// reads them from HBM, not from L2. bench/gpu/report.py turns the lines
+// into the device check's table.
+//
+//===----------------------------------------------------------------------===//
+#include "qopt-cuda/WeightOnlyGemm.h"
+
+#include <cublasLt.h>
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <vector>
+
+namespace {
+
+#define CHECK_CUDA(x)                                                                         \
+  do {                                                                                        \
+    cudaError_t e_ = (x);                                                                     \
+    if (e_ != cudaSuccess) {                                                                  \
+      std::fprintf(stderr, "gemm_bench: %s: %s\n", #x, cudaGetErrorString(e_));               \
+      std::exit(1);                                                                           \
+    }                                                                                         \
+  } while (0)
+
+constexpr size_t kRotateBytes = size_t(256) << 20;
+
+__global__ void fillBytes(uint8_t *p, size_t n, uint32_t seed) {
+  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n;
+       i += size_t(gridDim.x) * blockDim.x)
+    p[i] = uint8_t((i * 2654435761u + seed) >> 13);
+}
+__global__ void fillU16(uint16_t *p, size_t n, uint16_t v) {
+  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n;
+       i += size_t(gridDim.x) * blockDim.x)
+    p[i] = v;
+}
+__global__ void readKernel(const uint4 *p, size_t n, uint32_t *sink) {
+  uint32_t acc = 0;
+  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n;
+       i += size_t(gridDim.x) * blockDim.x) {
+    const uint4 v = p[i];
+    acc ^= v.x ^ v.y ^ v.z ^ v.w;
+  }
+  if (acc == 0x12345678u) // never true in practice; keeps the loads
+    *sink = acc;
+}
+
+void *deviceAlloc(size_t bytes) {
+  void *p = nullptr;
+  CHECK_CUDA(cudaMalloc(&p, bytes));
+  return p;
+}
+
+template <typename F> float timeUs(F &&call, int iters) {
+  cudaEvent_t a, b;
+  CHECK_CUDA(cudaEventCreate(&a));
+  CHECK_CUDA(cudaEventCreate(&b));
+  for (int i = 0; i < 5; ++i)
+    call(i);
+  CHECK_CUDA(cudaEventRecord(a));
+  for (int i = 0; i < iters; ++i)
+    call(i);
+  CHECK_CUDA(cudaEventRecord(b));
+  CHECK_CUDA(cudaEventSynchronize(b));
+  float ms = 0;
+  CHECK_CUDA(cudaEventElapsedTime(&ms, a, b));
+  CHECK_CUDA(cudaGetLastError());
+  cudaEventDestroy(a);
+  cudaEventDestroy(b);
+  return ms * 1000.f / iters;
+}
+
+double measureRead() {
+  const size_t bytes = size_t(2) << 30;
+  auto *buf = static_cast<uint4 *>(deviceAlloc(bytes));
+  auto *sink = static_cast<uint32_t *>(deviceAlloc(4));
+  fillBytes<<<4096, 256>>>(reinterpret_cast<uint8_t *>(buf), bytes, 1);
+  int sms = 0;
+  CHECK_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+  const float us = timeUs([&](int) { readKernel<<<sms * 8, 512>>>(buf, bytes / 16, sink); }, 20);
+  const double gbps = bytes / (us * 1e3);
+  std::printf("{\"bench\":\"hbm_read\",\"bytes\":%zu,\"time_us\":%.2f,\"GBps\":%.1f}\n", bytes, us,
+              gbps);
+  void *dst = deviceAlloc(bytes / 2);
+  const float cus = timeUs([&](int) { cudaMemcpyAsync(dst, buf, bytes / 2, cudaMemcpyDeviceToDevice); }, 20);
+  std::printf("{\"bench\":\"hbm_copy\",\"bytes_read_plus_written\":%zu,\"time_us\":%.2f,\"GBps\":%.1f}\n",
+              bytes, cus, bytes / (cus * 1e3));
+  cudaFree(dst);
+  cudaFree(buf);
+  cudaFree(sink);
+  return gbps;
+}
+
+void printGemm(const char *name, const char *kernel, int64_t N, int64_t K, int64_t M, float us,
+               double bytes, double hbm) {
+  const double flops = 2.0 * M * N * K;
+  const double gbps = bytes / (us * 1e3);
+  std::printf("{\"bench\":\"gemm\",\"name\":\"%s\",\"kernel\":\"%s\",\"N\":%lld,\"K\":%lld,"
+              "\"M\":%lld,\"time_us\":%.2f,\"bytes\":%.0f,\"flops\":%.0f,\"GBps\":%.1f,"
+              "\"TFLOPs\":%.2f,\"pct_hbm\":%.1f}\n",
+              name, kernel, (long long)N, (long long)K, (long long)M, us, bytes, flops, gbps,
+              flops / (us * 1e6), 100.0 * gbps / hbm);
+  std::fflush(stdout);
+}
+
+void benchW4A16(int64_t N, int64_t K, const std::vector<int64_t> &ms, double hbm) {
+  qcuda::GpuQuantFormat fmt{4, 128, false};
+  qcuda::GpuPackedGeometry geo;
+  std::string error;
+  if (!qcuda::computeGpuGeometry(fmt, N, K, &geo, &error)) {
+    std::fprintf(stderr, "gemm_bench: %s\n", error.c_str());
+    std::exit(1);
+  }
+  const size_t codeBytes = size_t(N * geo.wordsPerRow * 4), metaCount = size_t(geo.groups * N);
+  const size_t weightBytes = codeBytes + 2 * metaCount * 2;
+  const int copies = int((kRotateBytes + weightBytes - 1) / weightBytes);
+  std::vector<qcuda::GpuQuantWeights> ws(static_cast<size_t>(copies));
+  std::vector<void *> owned;
+  for (auto &w : ws) {
+    auto *codes = static_cast<uint32_t *>(deviceAlloc(codeBytes));
+    auto *scales = static_cast<uint16_t *>(deviceAlloc(metaCount * 2));
+    auto *zeros = static_cast<uint16_t *>(deviceAlloc(metaCount * 2));
+    fillBytes<<<1024, 256>>>(reinterpret_cast<uint8_t *>(codes), codeBytes, uint32_t(owned.size()));
+    fillU16<<<256, 256>>>(scales, metaCount, 0x211F); // ~0.01 in fp16
+    fillU16<<<256, 256>>>(zeros, metaCount, 0x4800);  // 8.0
+    w = {fmt, geo, codes, scales, zeros};
+    owned.insert(owned.end(), {codes, scales, zeros});
+  }
+  const int64_t maxM = *std::max_element(ms.begin(), ms.end());
+  void *x = deviceAlloc(size_t(maxM * K * 2)), *y = deviceAlloc(size_t(maxM * N * 2));
+  fillU16<<<256, 256>>>(static_cast<uint16_t *>(x), size_t(maxM * K), 0x3C00);
+  for (int64_t M : ms) {
+    for (auto kernel : {qcuda::WeightOnlyKernel::kSmallM, qcuda::WeightOnlyKernel::kTensorCore}) {
+      if (kernel == qcuda::WeightOnlyKernel::kSmallM && M > qcuda::kSmallMMax)
+        continue;
+      qcuda::WeightOnlyGemmArgs a;
+      a.x = x;
+      a.xType = qcuda::DType::kBF16;
+      a.y = y;
+      a.yType = qcuda::DType::kBF16;
+      a.M = M;
+      a.kernel = kernel;
+      bool ok = true;
+      const float us = timeUs(
+          [&](int i) {
+            a.w = ws[size_t(i % copies)];
+            ok = ok && qcuda::weightOnlyGemm(a, nullptr, &error);
+          },
+          50);
+      if (!ok) {
+        std::printf("{\"bench\":\"gemm\",\"name\":\"w4a16_g128\",\"N\":%lld,\"K\":%lld,\"M\":%lld,"
+                    "\"error\":\"%s\"}\n",
+                    (long long)N, (long long)K, (long long)M, error.c_str());
+        continue;
+      }
+      const double bytes = double(weightBytes) + 2.0 * M * K + 2.0 * M * N;
+      printGemm("w4a16_g128", kernel == qcuda::WeightOnlyKernel::kSmallM ? "smallM" : "tensorcore",
+                N, K, M, us, bytes, hbm);
+    }
+  }
+  for (void *p : owned)
+    cudaFree(p);
+  cudaFree(x);
+  cudaFree(y);
+}
+
+void benchCublas(cublasLtHandle_t lt, int64_t N, int64_t K, const std::vector<int64_t> &ms,
+                 double hbm) {
+  const size_t wBytes = size_t(N * K * 2);
+  const int copies = int((kRotateBytes + wBytes - 1) / wBytes);
+  std::vector<void *> w(static_cast<size_t>(copies));
+  for (auto &p : w) {
+    p = deviceAlloc(wBytes);
+    fillU16<<<1024, 256>>>(static_cast<uint16_t *>(p), wBytes / 2, 0x3C00);
+  }
+  const size_t wsBytes = size_t(32) << 20;
+  void *workspace = deviceAlloc(wsBytes);
+  const int64_t maxM = *std::max_element(ms.begin(), ms.end());
+  void *x = deviceAlloc(size_t(maxM * K * 2)), *y = deviceAlloc(size_t(maxM * N * 2));
+  fillU16<<<256, 256>>>(static_cast<uint16_t *>(x), size_t(maxM * K), 0x3C00);
+  for (int64_t M : ms) {
+    // Column-major y^T [N, M] = W [K, N]^T . x^T [K, M] (see W8A8Gemm.cpp).
+    cublasLtMatmulDesc_t op;
+    cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F);
+    const cublasOperation_t opT = CUBLAS_OP_T, opN = CUBLAS_OP_N;
+    cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &opT, sizeof(opT));
+    cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &opN, sizeof(opN));
+    cublasLtMatrixLayout_t la, lb, lc;
+    cublasLtMatrixLayoutCreate(&la, CUDA_R_16BF, K, N, K);
+    cublasLtMatrixLayoutCreate(&lb, CUDA_R_16BF, K, M, K);
+    cublasLtMatrixLayoutCreate(&lc, CUDA_R_16BF, N, M, N);
+    cublasLtMatmulPreference_t pref;
+    cublasLtMatmulPreferenceCreate(&pref);
+    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &wsBytes,
+                                         sizeof(wsBytes));
+    cublasLtMatmulHeuristicResult_t heur{};
+    int found = 0;
+    cublasLtMatmulAlgoGetHeuristic(lt, op, la, lb, lc, lc, pref, 1, &heur, &found);
+    if (found == 0) {
+      std::printf("{\"bench\":\"gemm\",\"name\":\"cublas_bf16\",\"N\":%lld,\"K\":%lld,\"M\":%lld,"
+                  "\"error\":\"no cuBLASLt algorithm\"}\n",
+                  (long long)N, (long long)K, (long long)M);
+    } else {
+      const float alpha = 1.f, beta = 0.f;
+      const float us = timeUs(
+          [&](int i) {
+            cublasLtMatmul(lt, op, &alpha, w[size_t(i % copies)], la, x, lb, &beta, y, lc, y, lc,
+                           &heur.algo, workspace, wsBytes, nullptr);
+          },
+          50);
+      const double bytes = double(wBytes) + 2.0 * M * K + 2.0 * M * N;
+      printGemm("cublas_bf16", "cublasLt", N, K, M, us, bytes, hbm);
+    }
+    cublasLtMatmulPreferenceDestroy(pref);
+    cublasLtMatrixLayoutDestroy(lc);
+    cublasLtMatrixLayoutDestroy(lb);
+    cublasLtMatrixLayoutDestroy(la);
+    cublasLtMatmulDescDestroy(op);
+  }
+  for (void *p : w)
+    cudaFree(p);
+  cudaFree(workspace);
+  cudaFree(x);
+  cudaFree(y);
+}
+
+} // namespace
+
+int main() {
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) {
+    std::printf("{\"bench\":\"skipped\",\"reason\":\"no CUDA device\"}\n");
+    return 0;
+  }
+  cudaDeviceProp prop{};
+  CHECK_CUDA(cudaGetDeviceProperties(&prop, 0));
+  std::printf("{\"bench\":\"device\",\"name\":\"%s\",\"sm\":%d%d,\"sms\":%d,\"l2_bytes\":%d}\n",
+              prop.name, prop.major, prop.minor, prop.multiProcessorCount, prop.l2CacheSize);
+  const double hbm = measureRead();
+  const std::vector<int64_t> ms = {1, 16, 32, 64, 256};
+  const int64_t shapes[][2] = {{4096, 4096}, {14336, 4096}, {4096, 14336}};
+  cublasLtHandle_t lt;
+  if (cublasLtCreate(&lt) != CUBLAS_STATUS_SUCCESS) {
+    std::fprintf(stderr, "gemm_bench: cublasLtCreate failed\n");
+    return 1;
+  }
+  for (const auto &nk : shapes) {
+    benchW4A16(nk[0], nk[1], ms, hbm);
+    benchCublas(lt, nk[0], nk[1], ms, hbm);
+  }
+  cublasLtDestroy(lt);
+  return 0;
+}
