@@ -78,7 +78,7 @@ def suite_synth(args, tmp):
     # Greedy ids equal the reference executor's (both stop at EOS).
     for p in prompts[:4]:
         want = qopt_ids(args, model, p, n)
-        got = qrun_ids(args, art, p, n, ignore_eos=False)
+        got = qrun_ids(args, art, p, n, ignore_eos=False, extra=["--fp32-act"])
         if got != want:
             sys.exit(f"FAIL: prompt {p}: qrun {got} != qopt {want}")
     # Alone vs among others, plus one bad request in the middle.
@@ -177,7 +177,7 @@ def suite_austen(args, tmp):
     out = run([args.qopt, s260, "-wquant=int4", "-group-size=32", "-token-ids=1",
                "-max-new-tokens=40", "-print-ids"]).stdout
     swant = json.loads(next(l for l in out.splitlines() if l.startswith("[")))
-    got = qrun_ids(args, sart4, [1], 40, ignore_eos=False)
+    got = qrun_ids(args, sart4, [1], 40, ignore_eos=False, extra=["--fp32-act"])
     if got != swant:
         sys.exit(f"FAIL: stories260K int4 g32: qrun {got} != qopt {swant}")
     print(f"austen: 4 greedy prompts match; ppl {ppl:.4f} (ref {want}); "

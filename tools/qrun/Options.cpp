@@ -21,7 +21,8 @@ const char *usage() {
          "  --threads N        worker threads (default: all cores)\n"
          "  --kv-mem MIB       KV cache budget in MiB\n"
          "  --max-model-len N  context length (default: the model's)\n"
-         "  --int8-act         int8 activations in quantized GEMMs (faster)\n"
+         "  --fp32-act         fp32 activations in the quantized GEMMs: what qopt's reference\n"
+         "                     executor computes (default: int8 per 32 columns, faster)\n"
          "  --no-prefix-cache  disable prefix caching\n"
          "JSONL lines: {\"prompt\": str | \"prompt_ids\": [int], \"max_tokens\", "
          "\"temperature\", \"top_k\", \"top_p\", \"seed\", \"stop\": [str], \"ignore_eos\"}\n";
@@ -177,7 +178,9 @@ bool parseOptions(int argc, char **argv, Options *o, std::string *error) {
     } else if (a == "--ignore-eos") {
       o->ignoreEos = true;
     } else if (a == "--int8-act") {
-      o->int8Activations = true;
+      o->int8Activations = true; // the default; kept for old command lines
+    } else if (a == "--fp32-act") {
+      o->int8Activations = false;
     } else if (a == "--no-prefix-cache") {
       o->prefixCaching = false;
     } else if (!a.empty() && a[0] == '-') {

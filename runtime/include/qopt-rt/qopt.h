@@ -64,8 +64,9 @@ typedef struct qopt_model_options {
   const char *kv_dtype;
   /* Reuse the KV of shared prompt prefixes across requests; default 1. */
   int prefix_caching;
-  /* int8 activations in the quantized GEMMs: faster, slightly less exact;
-   * default 0. */
+  /* int8 activations (per 32 columns) in the quantized GEMMs: faster,
+   * slightly less exact; default 1. 0 = fp32 activations, what qopt's
+   * reference executor computes. */
   int int8_activations;
 } qopt_model_options;
 

@@ -78,6 +78,7 @@ void qopt_model_options_init(qopt_model_options *o) {
   std::memset(o, 0, sizeof *o);
   o->max_batch = 8;
   o->prefix_caching = 1;
+  o->int8_activations = 1;
 }
 
 /// Applies `o` to `m`; false with *error on a bad value.
