@@ -1,0 +1,143 @@
+#!/usr/bin/env python3
+"""The device check's report: JSON lines of gemm_bench / torch_baselines /
+other benches plus gtest JSON files -> one table (printed last) and one
+results file.
+
+    report.py --bench FILE [--bench FILE ...] [--gtest FILE ...] [--out FILE]
+
+Table: kernel, shape, M, ours us, ours % of HBM, cuBLAS bf16 us, torch
+int4 us, ratio (cuBLAS us / ours us: above 1 means faster than cuBLAS),
+and the issue's bars:
+  W4A16 at M = 1 and 16: >= 80 % of the HBM read bandwidth measured in
+  the same run; at M = 256: >= 0.9x cuBLAS bf16 (ratio >= 0.9).
+"""
+import argparse
+import json
+import sys
+
+BW_BAR_PCT = 80.0
+CUBLAS_BAR = 0.9
+
+
+def read_lines(path):
+    out = []
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if not line.startswith("{"):
+                continue
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                pass
+    return out
+
+
+def gtest_summary(path):
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except (OSError, ValueError) as e:
+        return {"file": path, "error": "unreadable: %s" % e}
+    total = failed = skipped = 0
+    failures = []
+    for suite in data.get("testsuites", []):
+        for t in suite.get("testsuite", []):
+            total += 1
+            if t.get("failures"):
+                failed += 1
+                failures.append(suite.get("name", "") + "." + t.get("name", ""))
+            elif t.get("result") == "SKIPPED" or t.get("status") == "NOTRUN":
+                skipped += 1
+    return {"file": path, "tests": total, "failed": failed, "skipped": skipped,
+            "failures": failures[:20]}
+
+
+def build(bench_rows):
+    hbm = next((r["GBps"] for r in bench_rows if r.get("bench") == "hbm_read"), None)
+    gemm = [r for r in bench_rows if r.get("bench") == "gemm" and "time_us" in r]
+
+    def best(name, N, K, M):
+        rows = [r for r in gemm if r["name"] == name and (r["N"], r["K"], r["M"]) == (N, K, M)]
+        return min(rows, key=lambda r: r["time_us"]) if rows else None
+
+    keys = sorted({(r["N"], r["K"], r["M"]) for r in gemm if r["name"] == "w4a16_g128"})
+    table, bars = [], []
+    for N, K, M in keys:
+        ours = best("w4a16_g128", N, K, M)
+        cub = best("cublas_bf16", N, K, M) or best("torch_bf16", N, K, M)
+        tiny = best("torch_int4_tinygemm", N, K, M)
+        pct = 100.0 * ours["GBps"] / hbm if hbm else None
+        ratio = cub["time_us"] / ours["time_us"] if cub else None
+        row = {"kernel": "w4a16_g128/" + ours.get("kernel", "?"), "N": N, "K": K, "M": M,
+               "ours_us": ours["time_us"], "ours_pct_hbm": pct,
+               "cublas_bf16_us": cub["time_us"] if cub else None,
+               "torch_int4_us": tiny["time_us"] if tiny else None, "ratio": ratio}
+        if M in (1, 16):
+            met = pct is not None and pct >= BW_BAR_PCT
+            row["bar"] = ">= %d%% HBM: %s" % (BW_BAR_PCT, "met" if met else (
+                "not met" if pct is not None else "n/a (no bandwidth measured)"))
+            bars.append({"N": N, "K": K, "M": M, "bar": "bw_pct>=80", "value": pct, "met": met})
+        elif M == 256:
+            met = ratio is not None and ratio >= CUBLAS_BAR
+            row["bar"] = ">= 0.9x cuBLAS: %s" % ("met" if met else (
+                "not met" if ratio is not None else "n/a (no cuBLAS time)"))
+            bars.append({"N": N, "K": K, "M": M, "bar": "vs_cublas>=0.9", "value": ratio,
+                         "met": met})
+        else:
+            row["bar"] = ""
+        table.append(row)
+    return hbm, table, bars
+
+
+def fmt(v, spec):
+    return "-" if v is None else format(v, spec)
+
+
+def render(hbm, table, tests):
+    lines = []
+    for t in tests:
+        if "error" in t:
+            lines.append("tests %s: %s" % (t["file"], t["error"]))
+        else:
+            lines.append("tests %s: %d run, %d failed, %d skipped%s" % (
+                t["file"], t["tests"], t["failed"], t["skipped"],
+                (": " + ", ".join(t["failures"])) if t["failures"] else ""))
+    lines.append("HBM read bandwidth measured: %s GB/s" % fmt(hbm, ".0f"))
+    head = "%-24s %-12s %5s %10s %7s %12s %11s %7s  %s" % (
+        "kernel", "N x K", "M", "ours us", "% HBM", "cuBLAS us", "int4 us", "ratio", "bar")
+    lines += [head, "-" * len(head)]
+    for r in table:
+        lines.append("%-24s %-12s %5d %10s %7s %12s %11s %7s  %s" % (
+            r["kernel"], "%dx%d" % (r["N"], r["K"]), r["M"], fmt(r["ours_us"], ".2f"),
+            fmt(r["ours_pct_hbm"], ".1f"), fmt(r["cublas_bf16_us"], ".2f"),
+            fmt(r["torch_int4_us"], ".2f"), fmt(r["ratio"], ".2f"), r["bar"]))
+    if not table:
+        lines.append("(no W4A16 results)")
+    return "\n".join(lines)
+
+
+def main(argv):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bench", action="append", default=[])
+    ap.add_argument("--gtest", action="append", default=[])
+    ap.add_argument("--out")
+    args = ap.parse_args(argv)
+    rows = []
+    for path in args.bench:
+        try:
+            rows += read_lines(path)
+        except OSError as e:
+            print("report: cannot read %s: %s" % (path, e), file=sys.stderr)
+    tests = [gtest_summary(p) for p in args.gtest]
+    hbm, table, bars = build(rows)
+    print(render(hbm, table, tests))
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump({"hbm_read_GBps": hbm, "table": table, "bars": bars, "tests": tests,
+                       "raw": rows}, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

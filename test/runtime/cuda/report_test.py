@@ -1,0 +1,76 @@
+#!/usr/bin/env python3
+"""The device check's report generator (bench/gpu/report.py) on fake results
+whose verdicts are known by construction: every bar met and not met once,
+a missing cuBLAS time, a failed gtest counted."""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+
+def main():
+    report = sys.argv[1]
+    d = tempfile.mkdtemp()
+    bench = os.path.join(d, "bench.jsonl")
+    gemm = lambda name, N, K, M, us, gbps, kernel="k": {
+        "bench": "gemm", "name": name, "kernel": kernel, "N": N, "K": K, "M": M,
+        "time_us": us, "GBps": gbps}
+    rows = [
+        {"bench": "hbm_read", "GBps": 3000.0},
+        gemm("w4a16_g128", 4096, 4096, 1, 10.0, 2700.0, "smallM"),      # 90 %: met
+        gemm("w4a16_g128", 4096, 4096, 1, 12.0, 2250.0, "tensorcore"),  # slower: not chosen
+        gemm("w4a16_g128", 4096, 4096, 16, 20.0, 1500.0),               # 50 %: not met
+        gemm("w4a16_g128", 4096, 4096, 256, 100.0, 100.0),
+        gemm("cublas_bf16", 4096, 4096, 256, 95.0, 100.0),              # 0.95: met
+        gemm("w4a16_g128", 14336, 4096, 256, 100.0, 100.0),
+        gemm("cublas_bf16", 14336, 4096, 256, 50.0, 100.0),             # 0.5: not met
+        gemm("w4a16_g128", 4096, 14336, 256, 100.0, 100.0),             # no cuBLAS: n/a
+        {"bench": "gemm", "name": "torch_int4_tinygemm", "N": 4096, "K": 4096, "M": 1,
+         "error": "RuntimeError: api changed"},
+    ]
+    with open(bench, "w") as f:
+        f.write("not json, ignored\n")
+        for r in rows:
+            f.write(json.dumps(r) + "\n")
+    gtest = os.path.join(d, "gtest.json")
+    with open(gtest, "w") as f:
+        json.dump({"testsuites": [{"name": "S", "testsuite": [
+            {"name": "a", "result": "COMPLETED"},
+            {"name": "b", "result": "COMPLETED", "failures": [{"failure": "x"}]},
+            {"name": "c", "result": "SKIPPED"}]}]}, f)
+    out = os.path.join(d, "gpu-results.json")
+    text = subprocess.run([sys.executable, report, "--bench", bench, "--gtest", gtest,
+                           "--out", out], check=True, capture_output=True, text=True).stdout
+    res = json.load(open(out))
+    bars = {(b["N"], b["K"], b["M"]): b for b in res["bars"]}
+    problems = []
+
+    def expect(cond, what):
+        if not cond:
+            problems.append(what)
+
+    expect(res["hbm_read_GBps"] == 3000.0, "hbm bandwidth")
+    expect(bars[(4096, 4096, 1)]["met"] and abs(bars[(4096, 4096, 1)]["value"] - 90.0) < 1e-9,
+           "M=1 at 90 % must meet the bar")
+    expect(not bars[(4096, 4096, 16)]["met"], "M=16 at 50 % must not meet the bar")
+    expect(bars[(4096, 4096, 256)]["met"], "0.95x cuBLAS meets the bar")
+    expect(not bars[(14336, 4096, 256)]["met"], "0.5x cuBLAS does not")
+    expect(bars[(4096, 14336, 256)]["value"] is None and not bars[(4096, 14336, 256)]["met"],
+           "no cuBLAS time: n/a, not met")
+    row1 = [r for r in res["table"] if (r["N"], r["K"], r["M"]) == (4096, 4096, 1)][0]
+    expect(row1["kernel"] == "w4a16_g128/smallM" and row1["ours_us"] == 10.0,
+           "the faster of our kernels is reported")
+    expect(res["tests"][0]["failed"] == 1 and res["tests"][0]["skipped"] == 1 and
+           res["tests"][0]["failures"] == ["S.b"], "gtest summary")
+    expect("n/a (no cuBLAS time)" in text and "not met" in text, "table verdicts printed")
+    expect(text.strip().splitlines()[-1].startswith("w4a16_g128"), "the table is printed last")
+    if problems:
+        print("report_test failed:\n  " + "\n  ".join(problems) + "\n--- output:\n" + text)
+        return 1
+    print("report_test: ok")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
