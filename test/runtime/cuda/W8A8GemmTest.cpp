@@ -44,8 +44,10 @@ uint8_t e4m3Encode(float f) {
       bestErr = err;
     }
   }
-  if (f < 0 && (best & 0x7f) != 0)
-    best |= 0x80; // the search prefers + for 0 only; signs of nonzeros already match
+  // A negative value rounding to zero keeps its sign (-0 = 0x80), as IEEE
+  // conversions do; nonzero results already carry theirs.
+  if (std::signbit(f) && best == 0)
+    best = 0x80;
   return uint8_t(best);
 }
 
@@ -202,6 +204,7 @@ TEST(W8A8Reference, E4M3CodecKnownValues) {
   EXPECT_EQ(e4m3Encode(-1.f), 0xb8);
   EXPECT_EQ(e4m3Encode(1.0625f), 0x38); // halfway 1 and 1.125: even code
   EXPECT_EQ(e4m3Encode(1.1875f), 0x3a); // halfway 1.125 and 1.25: even code
+  EXPECT_EQ(e4m3Encode(-1e-6f), 0x80);  // underflow keeps the sign
 }
 
 } // namespace
