@@ -20,6 +20,7 @@
 #include "qopt/Quant/QuantReport.h"
 #include "qopt/Quant/Quantizer.h"
 #include "qopt-rt/artifact/Artifact.h"
+#include "qopt-rt/artifact/GpuArtifact.h"
 #include "qopt-rt/half.h"
 #include "qopt-rt/kernels/PackedLayout.h"
 #include "qopt-rt/kernels/gen/Registry.h"
@@ -47,7 +48,7 @@ struct TensorPlan {
   bool packed = false;
   qllm::QuantAttr quant;             // packed only
   int64_t rows = 0, cols = 0;        // packed only
-  qrt::kernels::PackedFormat format; // packed only
+  qrt::kernels::PackedFormat format; // packed only (the GPU layouts read the same fields)
   std::string dtype;                 // "f32", "bf16", "u8"
   std::vector<int64_t> shape;
   std::string layout;
@@ -89,11 +90,28 @@ private:
   bool fuse(llvm::json::Object &layer, std::initializer_list<const char *> keys,
             const char *fusedKey, const std::string &fusedName);
   bool writeFused(llvm::raw_ostream &os, const TensorPlan &p);
+  /// Bytes of a packed rows x cols matrix in the target's layout, and its
+  /// layout id; false (error set) for a shape the target's kernels refuse.
+  bool packedSize(const qrt::kernels::PackedFormat &format, int64_t rows, int64_t cols,
+                  std::string *layout, int64_t *bytes, std::string *error) const;
+  /// Packs `ref` in the target's layout into `buffer` (`nbytes` bytes).
+  bool pack(const qrt::kernels::RefQuantMatrix &ref, const TensorPlan &p,
+            std::vector<uint8_t> *buffer);
   bool writeWeights(const std::string &path);
   /// Generates and compiles (or finds cached) the kernels specialized for
   /// the packed tensors, copies them into <dir>/kernels/; sets kernels_.
   bool writeKernels(const std::string &dir);
   bool writeFiles(const std::string &dir);
+  /// The manifest's "target": the ISA and CPU features, plus the device
+  /// and compute capability for a GPU target.
+  llvm::json::Object targetJson(llvm::json::Array features) const {
+    llvm::json::Object t{{"isa", isa_}, {"features", std::move(features)}};
+    if (gpu_) {
+      t["device"] = "cuda";
+      t["compute_capability"] = llvm::json::Array{gpu_->major, gpu_->minor};
+    }
+    return t;
+  }
 
   mlir::ModuleOp module_;
   const WeightStore &store_;
@@ -103,6 +121,8 @@ private:
   ModelConfig config_;
   std::string isa_;
   std::vector<std::string> features_;
+  /// -target=sm80|sm89|sm90: GPU layouts, no generated CPU kernels.
+  const qrt::GpuTargetInfo *gpu_ = nullptr;
   std::map<std::string, TensorPlan> plans_; // sorted by name: the file order
   llvm::json::Object model_;
   uint64_t totalBytes_ = 0;
@@ -122,9 +142,53 @@ bool Writer::resolveTarget() {
   } else if (t == "x86-64-v3" || t == "x86-64-v4") {
     isa_ = t;
     features_ = qrt::isaFeatures(t);
+  } else if ((gpu_ = qrt::findGpuTarget(t))) {
+    isa_ = t;
   } else {
-    return fail("-target: unknown target '" + t + "' (supported: cpu, x86-64-v3, x86-64-v4)");
+    return fail("-target: unknown target '" + t +
+                "' (supported: cpu, x86-64-v3, x86-64-v4, sm80, sm89, sm90)");
   }
+  return true;
+}
+
+bool Writer::packedSize(const qrt::kernels::PackedFormat &format, int64_t rows, int64_t cols,
+                        std::string *layout, int64_t *bytes, std::string *error) const {
+  if (gpu_) {
+    qcuda::GpuQuantFormat gf;
+    gf.bits = format.bits;
+    gf.groupSize = format.groupSize;
+    gf.symmetric = format.symmetric;
+    qrt::GpuBlobLayout bl;
+    if (!qrt::gpuBlobLayout(gf, rows, cols, &bl, error))
+      return false;
+    *layout = qrt::gpuLayoutId(gf);
+    *bytes = bl.totalBytes;
+    return true;
+  }
+  qrt::kernels::PackedGeometry g;
+  if (!qrt::kernels::validateFormat(format, error) ||
+      !qrt::kernels::computeGeometry(format, rows, cols, &g, error))
+    return false;
+  *layout = qrt::kernels::layoutId(format);
+  *bytes = g.totalBytes;
+  return true;
+}
+
+bool Writer::pack(const qrt::kernels::RefQuantMatrix &ref, const TensorPlan &p,
+                  std::vector<uint8_t> *buffer) {
+  buffer->assign(p.nbytes, 0);
+  std::string err;
+  if (gpu_) {
+    qcuda::GpuPackedHost host;
+    qrt::GpuBlobLayout bl;
+    if (!qcuda::packForGpu(ref, &host, &err) ||
+        !qrt::gpuBlobLayout(host.format, ref.rows, ref.cols, &bl, &err))
+      return fail("weight '" + p.name + "': cannot pack for the CUDA kernels: " + err);
+    qrt::writeGpuBlob(host, bl, buffer->data());
+    return true;
+  }
+  if (!qrt::kernels::packWeights(ref, p.format, buffer->data(), buffer->size(), &err))
+    return fail("weight '" + p.name + "': cannot pack for the CPU kernels: " + err);
   return true;
 }
 
@@ -171,11 +235,15 @@ std::string Writer::planWeight(mlir::Value weight, const char *role, bool allowQ
   };
   if (!allowQuantized)
     return unsupported(std::string("the ") + role + " must stay float");
+  const char *kernelsName = gpu_ ? "the CUDA kernels" : "the CPU kernels";
   if (f.kind != qllm::ElementKind::Int || (f.bits != 4 && f.bits != 8))
-    return unsupported("the CPU kernels run int4 and int8");
-  if (f.groupSize != -1 && (f.groupSize <= 0 || f.groupSize % qrt::kernels::kActBlock != 0))
+    return unsupported(std::string(kernelsName) + " run int4 and int8");
+  // The GPU layout checks its group sizes (multiples of 32) in packedSize.
+  if (!gpu_ && f.groupSize != -1 &&
+      (f.groupSize <= 0 || f.groupSize % qrt::kernels::kActBlock != 0))
     return unsupported("group sizes must be multiples of " +
                        std::to_string(qrt::kernels::kActBlock) + " or per-channel");
+
   if (plans_.count(name))
     return name;
   auto shape = type.getShape();
@@ -193,14 +261,12 @@ std::string Writer::planWeight(mlir::Value weight, const char *role, bool allowQ
   p.format.groupSize = f.groupSize == -1 ? 0 : int(f.groupSize);
   p.format.symmetric = f.symmetric;
   std::string err;
-  qrt::kernels::PackedGeometry g;
-  if (!qrt::kernels::validateFormat(p.format, &err) ||
-      !qrt::kernels::computeGeometry(p.format, p.rows, p.cols, &g, &err))
+  int64_t bytes = 0;
+  if (!packedSize(p.format, p.rows, p.cols, &p.layout, &bytes, &err))
     return unsupported(err);
   p.dtype = "u8";
-  p.layout = qrt::kernels::layoutId(p.format);
-  p.nbytes = uint64_t(g.totalBytes);
-  p.shape = {g.totalBytes};
+  p.nbytes = uint64_t(bytes);
+  p.shape = {bytes};
   plans_[name] = std::move(p);
   quantized_ = true;
   return name;
@@ -248,6 +314,11 @@ llvm::json::Object Writer::linearJson(mlir::Value weight, mlir::Value bias, mlir
   out["act_quant"] = nullptr;
   if (auto linear = llvm::dyn_cast_or_null<qllm::LinearOp>(op)) {
     if (auto mode = linear.getActQuant()) {
+      if (gpu_) {
+        fail(where + ": weight '" + name + "' quantizes its activations (W8A8), which the " +
+             "CUDA executor does not run yet (-target=" + isa_ + ")");
+        return out;
+      }
       llvm::json::Object aq;
       aq["mode"] = mode->str();
       aq["type"] = linear.getActQuantType() ? linear.getActQuantType()->str() : "int8";
@@ -433,12 +504,12 @@ bool Writer::fuse(llvm::json::Object &layer, std::initializer_list<const char *>
     bias.partRows.push_back(rows);
   }
   if (fused.packed) {
-    qrt::kernels::PackedGeometry g;
-    std::string err;
-    if (!qrt::kernels::computeGeometry(fused.format, fused.rows, cols, &g, &err))
+    std::string err, layout;
+    int64_t bytes = 0;
+    if (!packedSize(fused.format, fused.rows, cols, &layout, &bytes, &err))
       return fail(fusedName + ": " + err);
-    fused.nbytes = uint64_t(g.totalBytes);
-    fused.shape = {g.totalBytes};
+    fused.nbytes = uint64_t(bytes);
+    fused.shape = {bytes};
   } else {
     fused.shape = {fused.rows, cols};
     fused.nbytes = uint64_t(fused.rows * cols) * (fused.dtype == "bf16" ? 2 : 4);
@@ -509,10 +580,9 @@ bool Writer::writeFused(llvm::raw_ostream &os, const TensorPlan &p) {
   ref.codes = all.codes.data();
   ref.scales = all.scales.data();
   ref.zeros = p.format.symmetric ? nullptr : all.zeros.data();
-  std::vector<uint8_t> buffer(p.nbytes, 0);
-  std::string err;
-  if (!qrt::kernels::packWeights(ref, p.format, buffer.data(), buffer.size(), &err))
-    return fail("weight '" + p.name + "': cannot pack for the CPU kernels: " + err);
+  std::vector<uint8_t> buffer;
+  if (!pack(ref, p, &buffer))
+    return false;
   os.write(reinterpret_cast<const char *>(buffer.data()), buffer.size());
   return true;
 }
@@ -544,9 +614,8 @@ bool Writer::writeWeights(const std::string &path) {
       ref.codes = q.codes.data();
       ref.scales = q.scales.data();
       ref.zeros = p.format.symmetric ? nullptr : q.zeros.data();
-      buffer.assign(p.nbytes, 0);
-      if (!qrt::kernels::packWeights(ref, p.format, buffer.data(), buffer.size(), &err))
-        return fail("weight '" + name + "': cannot pack for the CPU kernels: " + err);
+      if (!pack(ref, p, &buffer))
+        return false;
       os.write(reinterpret_cast<const char *>(buffer.data()), buffer.size());
     } else if (p.rawCopy) {
       os.write(reinterpret_cast<const char *>(p.entry->data), p.nbytes);
@@ -618,6 +687,9 @@ bool Writer::writeKernels(const std::string &dir) {
       g.users = {name};
       plan.push_back(std::move(g));
     }
+  // GPU targets run the CUDA kernels of the runtime: no CPU kernels to generate.
+  if (gpu_)
+    return true;
   plan = codegen::normalizePlan(std::move(plan));
   std::vector<std::string> isas =
       codegen::kernelIsasForTarget(options_.target.empty() ? "cpu" : options_.target);
@@ -763,7 +835,7 @@ bool Writer::writeFiles(const std::string &dir) {
       {"format", "qopt-artifact"},
       {"version", qrt::kArtifactVersion},
       {"producer", "qopt"},
-      {"target", llvm::json::Object{{"isa", isa_}, {"features", std::move(feats)}}},
+      {"target", targetJson(std::move(feats))},
       {"config", configJson(config_)},
       {"files", llvm::json::Object{{"weights", "weights.bin"},
                                    {"tokenizer", fileOrNull(haveTokenizer, "tokenizer.json")},
@@ -829,7 +901,12 @@ bool isArtifactPath(const std::string &path) {
   return llvm::StringRef(p).ends_with(".qopt");
 }
 
-std::vector<std::string> artifactTargets() { return {"cpu", "x86-64-v3", "x86-64-v4"}; }
+std::vector<std::string> artifactTargets() {
+  std::vector<std::string> t = {"cpu", "x86-64-v3", "x86-64-v4"};
+  for (const qrt::GpuTargetInfo &g : qrt::gpuTargets())
+    t.push_back(g.name);
+  return t;
+}
 
 bool writeArtifact(mlir::ModuleOp module, const WeightStore &store,
                    const ArtifactOptions &options, std::string *error,

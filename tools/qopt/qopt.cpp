@@ -61,7 +61,8 @@ static cl::opt<std::string> outputPath("o", cl::desc("Output: OUT.qopt writes th
                                        cl::value_desc("file"), cl::init("-"), cl::cat(cat));
 static cl::opt<std::string> target("target",
                                    cl::desc("Artifact target (-o OUT.qopt): cpu (this host, "
-                                            "default), x86-64-v3 (AVX2), x86-64-v4 (AVX-512)"),
+                                            "default), x86-64-v3 (AVX2), x86-64-v4 (AVX-512), "
+                                            "sm80 / sm89 / sm90 (CUDA: qrun --device cuda)"),
                                    cl::init("cpu"), cl::cat(cat));
 static cl::opt<bool> noKernelCodegen(
     "no-kernel-codegen",
@@ -347,7 +348,7 @@ int main(int argc, char **argv) {
       "  qopt MODEL -prompt=TEXT             greedy continuation\n"
       "  qopt MODEL -wquant=int4 [-method=gptq -calib=TEXT] [-eval-ppl=TEXT] [-report=F.json]\n"
       "                                      quantize; with -eval-ppl, what it cost\n"
-      "  qopt MODEL [-wquant=int4] -o OUT.qopt [-target=cpu|x86-64-v3|x86-64-v4]\n"
+      "  qopt MODEL [-wquant=int4] -o OUT.qopt [-target=cpu|x86-64-v3|x86-64-v4|sm80|sm89|sm90]\n"
       "                                      write the deployable artifact (docs/artifact.md)\n");
 
   if (!emit.empty() && emit != "mlir")
@@ -364,7 +365,8 @@ int main(int argc, char **argv) {
   {
     std::vector<std::string> targets = artifactTargets();
     if (std::find(targets.begin(), targets.end(), target.getValue()) == targets.end())
-      return fail("-target: unknown target '" + target + "' (supported: cpu, x86-64-v3, x86-64-v4)");
+      return fail("-target: unknown target '" + target +
+                  "' (supported: cpu, x86-64-v3, x86-64-v4, sm80, sm89, sm90)");
     if (given(target) && !writesArtifact)
       return fail("-target applies to an artifact: add -o OUT.qopt");
   }

@@ -24,6 +24,9 @@ const char *usage() {
          "  --fp32-act         fp32 activations in the quantized GEMMs: what qopt's reference\n"
          "                     executor computes (default: int8 per 32 columns, faster)\n"
          "  --no-prefix-cache  disable prefix caching\n"
+         "  --device cpu|cuda  where to run (default: the artifact's target; -target=sm80|sm89|\n"
+         "                     sm90 artifacts run on cuda)\n"
+         "  --gpu-memory-utilization F  share of the GPU's free memory for the KV cache (0.9)\n"
          "JSONL lines: {\"prompt\": str | \"prompt_ids\": [int], \"max_tokens\", "
          "\"temperature\", \"top_k\", \"top_p\", \"seed\", \"stop\": [str], \"ignore_eos\"}\n";
 }
@@ -183,6 +186,22 @@ bool parseOptions(int argc, char **argv, Options *o, std::string *error) {
       o->int8Activations = false;
     } else if (a == "--no-prefix-cache") {
       o->prefixCaching = false;
+    } else if (a == "--device") {
+      if (!value(&o->device))
+        return false;
+      if (o->device != "cpu" && o->device != "cuda") {
+        *error = "--device must be cpu or cuda, got '" + o->device + "'";
+        return false;
+      }
+    } else if (a == "--gpu-memory-utilization") {
+      std::string v;
+      if (!value(&v))
+        return false;
+      if (!parseFloat(v, &o->gpuMemoryUtilization) || !(o->gpuMemoryUtilization > 0.0f) ||
+          o->gpuMemoryUtilization > 1.0f) {
+        *error = "--gpu-memory-utilization must be a number in (0, 1], got '" + v + "'";
+        return false;
+      }
     } else if (!a.empty() && a[0] == '-') {
       *error = "unknown option '" + a + "' (see --help)";
       return false;

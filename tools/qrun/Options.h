@@ -39,6 +39,10 @@ struct Options {
   /// austen int4); --fp32-act computes what the reference executor does.
   bool int8Activations = true;
   bool prefixCaching = true;
+  /// "cpu", "cuda", or "" (the artifact's target decides).
+  std::string device;
+  /// --device cuda: share of the GPU's free memory for the KV pool.
+  float gpuMemoryUtilization = 0.9f;
 };
 
 /// Parses argv; false with *error (one line) on a bad flag or value.

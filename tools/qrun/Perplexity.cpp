@@ -10,6 +10,7 @@
 #include "Serve.h"
 
 #include "qopt-rt/eval/Perplexity.h"
+#include "qopt-rt/serving/StepBatch.h"
 
 #include <cstdio>
 #include <fstream>
@@ -34,7 +35,18 @@ bool runPerplexity(Runtime &rt, const Options &o, std::string *error) {
   std::vector<int32_t> ids = rt.tokenizer->encode(ss.str(), false);
   eval::PerplexityResult r;
   std::string why;
-  if (!eval::perplexity(*rt.executor, *rt.kv, ids, o.ctx, o.chunks, &r, &why)) {
+  bool ok;
+#ifdef QRUN_HAVE_CUDA
+  if (rt.onCuda) {
+    auto forward = [&](const serving::StepBatch &b, float *logits, std::string *err) {
+      return rt.cudaExecutor->executeAllLogits(b, logits, err);
+    };
+    ok = eval::perplexity(forward, rt.cudaExecutor->vocabSize(), rt.cudaExecutor->blockSize(),
+                          rt.numBlocks, ids, o.ctx, o.chunks, &r, &why);
+  } else
+#endif
+    ok = eval::perplexity(*rt.executor, *rt.kv, ids, o.ctx, o.chunks, &r, &why);
+  if (!ok) {
     *error = o.perplexityPath + ": " + why;
     return false;
   }

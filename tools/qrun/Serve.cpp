@@ -25,6 +25,10 @@ static double secondsSince(Clock::time_point t0) {
 }
 
 std::string kernelsSummary(const Runtime &rt) {
+#ifdef QRUN_HAVE_CUDA
+  if (rt.onCuda)
+    return "CUDA on " + rt.cudaExecutor->deviceName();
+#endif
   const model::ArtifactModel &m = rt.model;
   const int packed = m.specializedWeights + m.genericWeights;
   if (!m.kernels) {
@@ -41,23 +45,72 @@ std::string kernelsSummary(const Runtime &rt) {
          " packed weights";
 }
 
-bool Runtime::load(const Options &o, std::string *error) {
-  artifact = Artifact::open(o.artifact, error);
-  if (!artifact)
-    return false;
-  if (!model::modelFromArtifact(*artifact, &model, error))
-    return false;
+bool Runtime::loadTokenizer(std::string *error) {
   std::string tp = artifact->tokenizerPath();
   if (!tp.empty()) {
     tokenizer = Tokenizer::fromFile(tp, error);
     if (!tokenizer)
       return false;
   }
-  const model::ModelDims &d = model.weights.dims;
-  maxModelLen = o.maxModelLen ? o.maxModelLen : d.maxPositions;
+  return true;
+}
+
+void Runtime::sizeFor(const Options &o, int32_t modelMaxPositions) {
+  maxModelLen = o.maxModelLen ? o.maxModelLen : modelMaxPositions;
   if (!o.perplexityPath.empty())
     maxModelLen = std::max(maxModelLen, o.ctx);
   maxSeqs = o.promptsPath.empty() ? 1 : o.concurrency;
+}
+
+// The engine's step budget (makeEngine's maxNumBatchedTokens).
+static int32_t stepTokens(int32_t maxSeqs) { return std::max<int32_t>(512, maxSeqs); }
+
+bool Runtime::loadCuda(const Options &o, std::string *error) {
+  artifact = Artifact::openForCuda(o.artifact, error);
+  if (!artifact)
+    return false;
+#ifndef QRUN_HAVE_CUDA
+  (void)o;
+  *error = "artifact targets " + artifact->target().isa +
+           " (CUDA), and this qrun was built without CUDA (rebuild where nvcc is found)";
+  return false;
+#else
+  if (!loadTokenizer(error))
+    return false;
+  sizeFor(o, int32_t(std::min<int64_t>(artifact->config().maxPositionEmbeddings, 1 << 30)));
+  qcuda::CudaExecutorOptions co;
+  co.gpuMemoryUtilization = o.gpuMemoryUtilization;
+  co.maxBatchedTokens = std::max<int32_t>(stepTokens(maxSeqs), o.perplexityPath.empty() ? 0 : o.ctx);
+  cudaExecutor = qcuda::CudaModelExecutor::create(*artifact, co, error);
+  if (!cudaExecutor)
+    return false;
+  exec = cudaExecutor.get();
+  numBlocks = cudaExecutor->numBlocks();
+  onCuda = true;
+  return true;
+#endif
+}
+
+bool Runtime::load(const Options &o, std::string *error) {
+  std::string device = o.device;
+  if (device.empty()) {
+    auto peek = Artifact::openForInspection(o.artifact, error);
+    if (!peek)
+      return false;
+    device = peek->target().isCuda() ? "cuda" : "cpu";
+  }
+  if (device == "cuda")
+    return loadCuda(o, error);
+  // Refuses a GPU artifact ("run it with qrun --device cuda").
+  artifact = Artifact::open(o.artifact, error);
+  if (!artifact)
+    return false;
+  if (!model::modelFromArtifact(*artifact, &model, error))
+    return false;
+  if (!loadTokenizer(error))
+    return false;
+  const model::ModelDims &d = model.weights.dims;
+  sizeFor(o, d.maxPositions);
   serving::KVCacheSpec spec;
   spec.numLayers = d.layers;
   spec.numKVHeads = d.kvHeads;
@@ -82,6 +135,8 @@ bool Runtime::load(const Options &o, std::string *error) {
   eo.pool = pool.get();
   eo.activations = o.int8Activations ? kernels::Activations::Int8 : kernels::Activations::Float;
   executor = model::CpuModelExecutor::create(model.weights, *kv, eo, error);
+  exec = executor.get();
+  numBlocks = kv->numBlocks();
   return executor != nullptr;
 }
 
@@ -89,15 +144,15 @@ static std::unique_ptr<serving::Engine> makeEngine(Runtime &rt, const Options &o
                                                    std::string *error) {
   serving::EngineConfig c;
   c.scheduler.blockSize = 16;
-  c.scheduler.numBlocks = rt.kv->numBlocks();
+  c.scheduler.numBlocks = rt.numBlocks;
   c.scheduler.maxNumSeqs = rt.maxSeqs;
-  c.scheduler.maxNumBatchedTokens = std::max<int32_t>(512, rt.maxSeqs);
+  c.scheduler.maxNumBatchedTokens = stepTokens(rt.maxSeqs);
   c.scheduler.maxModelLen = rt.maxModelLen;
   c.scheduler.enablePrefixCaching = o.prefixCaching;
   const ArtifactConfig &ac = rt.artifact->config();
   if (ac.eosTokenId >= 0)
     c.eosTokenIds.push_back(int32_t(ac.eosTokenId));
-  return serving::Engine::create(c, *rt.executor, rt.tokenizer.get(), error);
+  return serving::Engine::create(c, *rt.exec, rt.tokenizer.get(), error);
 }
 
 static serving::SamplingParams baseParams(const Options &o) {
@@ -371,16 +426,23 @@ bool runPromptsFile(Runtime &rt, const Options &o, std::string *error) {
                "qrun: time to first token: mean %.1f ms, p50 %.1f ms, p99 %.1f ms\n"
                "qrun: inter-token latency: mean %.2f ms, p50 %.2f ms, p99 %.2f ms\n"
                "qrun: throughput: %.1f generated tokens/s\n",
-               jobs.size(), failed, o.concurrency, rt.pool->size(), wall, meanTtft * 1e3,
+               jobs.size(), failed, o.concurrency, rt.pool ? rt.pool->size() : 0, wall,
+               meanTtft * 1e3,
                percentile(ttft, 0.5) * 1e3, percentile(ttft, 0.99) * 1e3, meanItl * 1e3,
                percentile(itl, 0.5) * 1e3, percentile(itl, 0.99) * 1e3,
                wall > 0 ? double(generated) / wall : 0.0);
-  uint64_t weightBytes = 0;
+  uint64_t weightBytes = 0, kvBytes = rt.kv ? rt.kv->allocatedBytes() : 0;
   for (const ArtifactTensor &t : rt.artifact->tensors())
     weightBytes += t.nbytes;
-  std::fprintf(stderr, "qrun: memory: %.1f MiB of mapped weights, %.1f MiB KV pool (%d blocks)\n",
-               double(weightBytes) / 1048576.0, double(rt.kv->allocatedBytes()) / 1048576.0,
-               rt.kv->numBlocks());
+#ifdef QRUN_HAVE_CUDA
+  if (rt.onCuda) {
+    weightBytes = rt.cudaExecutor->weightBytes();
+    kvBytes = rt.cudaExecutor->kvBytes();
+  }
+#endif
+  std::fprintf(stderr, "qrun: memory: %.1f MiB of %s weights, %.1f MiB KV pool (%d blocks)\n",
+               double(weightBytes) / 1048576.0, rt.onCuda ? "GPU" : "mapped",
+               double(kvBytes) / 1048576.0, rt.numBlocks);
   std::fprintf(stderr, "qrun: kernels: %s\n", kernelsSummary(rt).c_str());
   (void)done;
   return true;

@@ -10,6 +10,9 @@
 #include "qopt-rt/model/FromArtifact.h"
 #include "qopt-rt/serving/KVCache.h"
 #include "qopt-rt/tokenizer.h"
+#ifdef QRUN_HAVE_CUDA
+#include "CudaModelExecutor.h"
+#endif
 
 #include <memory>
 #include <string>
@@ -26,9 +29,23 @@ struct Runtime {
   std::unique_ptr<qrt::model::CpuModelExecutor> executor;
   int32_t maxModelLen = 0;
   int32_t maxSeqs = 1;
+  /// What the engine drives: `executor` (CPU) or `cudaExecutor`, and the
+  /// blocks of that executor's KV pool.
+  qrt::serving::ModelExecutor *exec = nullptr;
+  int32_t numBlocks = 0;
+  bool onCuda = false;
+#ifdef QRUN_HAVE_CUDA
+  std::unique_ptr<qcuda::CudaModelExecutor> cudaExecutor;
+#endif
 
-  /// Opens the artifact and sizes the KV pool for the mode in `o`.
+  /// Opens the artifact and sizes the KV pool for the mode in `o`, on the
+  /// device `o` names or, by default, the one the artifact targets.
   bool load(const Options &o, std::string *error);
+
+private:
+  bool loadCuda(const Options &o, std::string *error);
+  bool loadTokenizer(std::string *error);
+  void sizeFor(const Options &o, int32_t modelMaxPositions);
 };
 
 /// Which GEMM kernels run: the artifact's generated ones (for which ISA, on

@@ -8,6 +8,7 @@
 //
 //===----------------------------------------------------------------------===//
 #include "qopt-rt/artifact/Artifact.h"
+#include "qopt-rt/artifact/GpuArtifact.h"
 #include "qopt-rt/kernels/PackedLayout.h"
 
 #include <nlohmann/json.hpp>
@@ -164,12 +165,16 @@ Artifact::~Artifact() {
 }
 
 std::unique_ptr<Artifact> Artifact::open(const std::string &path, std::string *error) {
-  return openImpl(path, /*checkCpu=*/true, error);
+  return openImpl(path, Use::CpuExecution, error);
 }
 
 std::unique_ptr<Artifact> Artifact::openForInspection(const std::string &path,
                                                       std::string *error) {
-  return openImpl(path, /*checkCpu=*/false, error);
+  return openImpl(path, Use::Inspection, error);
+}
+
+std::unique_ptr<Artifact> Artifact::openForCuda(const std::string &path, std::string *error) {
+  return openImpl(path, Use::CudaExecution, error);
 }
 
 const ArtifactTensor *Artifact::tensor(const std::string &name) const {
@@ -187,8 +192,9 @@ std::string Artifact::generationConfigPath() const {
   return fileExists(p) ? p : "";
 }
 
-std::unique_ptr<Artifact> Artifact::openImpl(const std::string &path, bool checkCpu,
+std::unique_ptr<Artifact> Artifact::openImpl(const std::string &path, Use use,
                                              std::string *error) {
+  const bool checkCpu = use == Use::CpuExecution;
   std::string scratch;
   if (!error)
     error = &scratch;
@@ -245,6 +251,32 @@ std::unique_ptr<Artifact> Artifact::openImpl(const std::string &path, bool check
       if (!f.is_string())
         return fail("target.features holds a non-string");
       a->target_.features.push_back(f.get<std::string>());
+    }
+    // GPU targets (docs/artifact.md): "device": "cuda" and the compute
+    // capability, which must be the one of the named sm target.
+    a->target_.device = tf.string("device", /*required=*/false);
+    if (a->target_.device.empty())
+      a->target_.device = "cpu";
+    if (a->target_.device != "cpu" && a->target_.device != "cuda")
+      return fail("target.device '" + a->target_.device + "' is unknown (cpu, cuda)");
+    if (a->target_.isCuda()) {
+      const GpuTargetInfo *g = findGpuTarget(a->target_.isa);
+      const json *cc = tf.array("compute_capability");
+      if (!tf.ok())
+        return fail(ferr);
+      if (!g)
+        return fail("target.isa '" + a->target_.isa + "' is not a CUDA target (sm80, sm89, sm90)");
+      if (cc->size() != 2 || !(*cc)[0].is_number_integer() || !(*cc)[1].is_number_integer() ||
+          (*cc)[0].get<int64_t>() != g->major || (*cc)[1].get<int64_t>() != g->minor)
+        return fail("target.compute_capability does not match target '" + g->name + "' (" +
+                    std::to_string(g->major) + "." + std::to_string(g->minor) + ")");
+      a->target_.ccMajor = g->major;
+      a->target_.ccMinor = g->minor;
+      if (use == Use::CpuExecution)
+        return fail("artifact targets " + g->name + " (CUDA); run it with qrun --device cuda");
+    } else if (use == Use::CudaExecution) {
+      return fail("artifact targets the CPU ('" + a->target_.isa +
+                  "'); compile it with -target=sm80|sm89|sm90 to run it on a GPU");
     }
     if (checkCpu) {
       std::vector<std::string> host = hostCpuFeatures();
@@ -439,6 +471,37 @@ std::unique_ptr<Artifact> Artifact::openImpl(const std::string &path, bool check
   };
   const ArtifactConfig &cfg = a->config_;
 
+  // A quantized linear of a GPU artifact: a GPU layout id agreeing with
+  // the linear's fields and a blob of exactly the size that layout needs.
+  auto readGpuPacked = [&](const ArtifactLinear &l, const ArtifactTensor &w,
+                           Fields *lf) -> bool {
+    qcuda::GpuQuantFormat gf;
+    std::string perr;
+    if (!parseGpuLayoutId(l.layout, &gf, &perr)) {
+      lf->fail("layout", perr + " (the artifact targets " + a->target_.isa + ")");
+      return false;
+    }
+    if (gf.bits != l.bits || (l.format == "int4") != (gf.bits == 4) ||
+        gf.groupSize != l.groupSize || gf.symmetric != l.symmetric || w.layout != l.layout ||
+        w.dtype != "u8") {
+      lf->fail("layout", "'" + l.layout + "' disagrees with the linear's format or with " +
+                             "tensor '" + w.name + "'");
+      return false;
+    }
+    GpuBlobLayout bl;
+    if (!gpuBlobLayout(gf, l.outFeatures, l.inFeatures, &bl, &perr)) {
+      lf->fail("", perr);
+      return false;
+    }
+    if (uint64_t(bl.totalBytes) != w.nbytes) {
+      lf->fail("weight", "tensor '" + w.name + "' holds " + std::to_string(w.nbytes) +
+                             " bytes, layout " + l.layout + " needs " +
+                             std::to_string(bl.totalBytes));
+      return false;
+    }
+    return true;
+  };
+
   auto readLinear = [&](const json &obj, const std::string &where, int64_t outF, int64_t inF,
                         ArtifactLinear *l) -> bool {
     Fields lf(obj, where, &ferr);
@@ -468,6 +531,9 @@ std::unique_ptr<Artifact> Artifact::openImpl(const std::string &path, bool check
                               std::to_string(outF) + ", " + std::to_string(inF) + "] matrix");
         return false;
       }
+    } else if ((l->format == "int4" || l->format == "int8") && a->target_.isCuda()) {
+      if (!readGpuPacked(*l, *w, &lf))
+        return false;
     } else if (l->format == "int4" || l->format == "int8") {
       kernels::PackedFormat pf;
       std::string perr;

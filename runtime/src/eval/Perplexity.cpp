@@ -15,6 +15,16 @@ double PerplexityResult::perplexity() const { return std::exp(meanNll); }
 bool perplexity(model::CpuModelExecutor &executor, const serving::KVCache &kv,
                 const std::vector<int32_t> &ids, int64_t ctx, int64_t maxWindows,
                 PerplexityResult *out, std::string *error) {
+  auto forward = [&](const serving::StepBatch &b, float *logits, std::string *err) {
+    return executor.executeAllLogits(b, logits, err);
+  };
+  return perplexity(forward, executor.vocabSize(), kv.spec().blockSize, kv.numBlocks(), ids,
+                    ctx, maxWindows, out, error);
+}
+
+bool perplexity(const AllLogitsFn &forward, int64_t vocab, int32_t blockSize,
+                int64_t numBlocks, const std::vector<int32_t> &ids, int64_t ctx,
+                int64_t maxWindows, PerplexityResult *out, std::string *error) {
   if (ctx < 2) {
     *error = "a perplexity window needs at least 2 tokens, got " + std::to_string(ctx);
     return false;
@@ -27,14 +37,14 @@ bool perplexity(model::CpuModelExecutor &executor, const serving::KVCache &kv,
              " tokens, fewer than one window of " + std::to_string(ctx);
     return false;
   }
-  const int32_t bs = kv.spec().blockSize;
+  const int32_t bs = blockSize;
   const int64_t blocks = (ctx + bs - 1) / bs;
-  if (blocks > kv.numBlocks()) {
-    *error = "the KV pool holds " + std::to_string(kv.numBlocks()) + " blocks, a window needs " +
+  if (blocks > numBlocks) {
+    *error = "the KV pool holds " + std::to_string(numBlocks) + " blocks, a window needs " +
              std::to_string(blocks);
     return false;
   }
-  const int64_t V = executor.vocabSize();
+  const int64_t V = vocab;
   std::vector<float> logits(size_t(ctx * V));
   serving::StepBatch b;
   b.blockSize = bs;
@@ -53,7 +63,7 @@ bool perplexity(model::CpuModelExecutor &executor, const serving::KVCache &kv,
   int64_t count = 0;
   for (int64_t w = 0; w < windows; ++w) {
     b.tokenIds.assign(ids.begin() + w * ctx, ids.begin() + (w + 1) * ctx);
-    if (!executor.executeAllLogits(b, logits.data(), error))
+    if (!forward(b, logits.data(), error))
       return false;
     for (int64_t t = 0; t + 1 < ctx; ++t) {
       const float *row = logits.data() + t * V;

@@ -93,8 +93,14 @@ struct ArtifactConfig {
 
 /// The ISA the artifact was compiled for.
 struct ArtifactTarget {
-  std::string isa;                   ///< "host", "x86-64-v3", "x86-64-v4"
+  std::string isa;                   ///< "host", "x86-64-v3", "x86-64-v4", or "sm80" / "sm89" / "sm90"
   std::vector<std::string> features; ///< required CPU features ("avx2", "fma", "avx512f", ...)
+  /// "cpu", or "cuda" for the GPU targets, whose packed weights are in the
+  /// GPU layouts (qopt-rt/artifact/GpuArtifact.h) and which run only on a
+  /// GPU of computeCapability.
+  std::string device = "cpu";
+  int ccMajor = 0, ccMinor = 0;
+  bool isCuda() const { return device == "cuda"; }
 };
 
 /// A loaded artifact; owns the weights.bin mapping (tensors point into it).
@@ -112,6 +118,10 @@ public:
   /// As open(), but skips the CPU-feature check (tools that only inspect).
   static std::unique_ptr<Artifact> openForInspection(const std::string &path,
                                                      std::string *error);
+  /// Opens an artifact of a GPU target (-target=sm80|sm89|sm90) for the
+  /// CUDA executor; refuses a CPU artifact. The compute capability is
+  /// checked against the device by the executor, not here.
+  static std::unique_ptr<Artifact> openForCuda(const std::string &path, std::string *error);
 
   const ArtifactConfig &config() const { return config_; }
   const ArtifactTarget &target() const { return target_; }
@@ -136,7 +146,9 @@ public:
 
 private:
   Artifact() = default;
-  static std::unique_ptr<Artifact> openImpl(const std::string &path, bool checkCpu,
+  /// What the caller will run the artifact on.
+  enum class Use { CpuExecution, Inspection, CudaExecution };
+  static std::unique_ptr<Artifact> openImpl(const std::string &path, Use use,
                                             std::string *error);
 
   std::string dir_;

@@ -12,6 +12,7 @@
 #define QOPT_RT_EVAL_PERPLEXITY_H
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -20,6 +21,7 @@ class CpuModelExecutor;
 }
 namespace qrt::serving {
 class KVCache;
+struct StepBatch;
 }
 
 namespace qrt::eval {
@@ -38,6 +40,17 @@ struct PerplexityResult {
 bool perplexity(model::CpuModelExecutor &executor, const serving::KVCache &kv,
                 const std::vector<int32_t> &ids, int64_t ctx, int64_t maxWindows,
                 PerplexityResult *out, std::string *error);
+
+/// A forward pass writing the logits of every token of the batch (rows in
+/// batch order), as CpuModelExecutor::executeAllLogits.
+using AllLogitsFn =
+    std::function<bool(const serving::StepBatch &batch, float *logits, std::string *error)>;
+
+/// The same protocol over any executor (the CUDA one): `vocab` logits per
+/// row, a KV pool of `numBlocks` blocks of `blockSize` tokens.
+bool perplexity(const AllLogitsFn &forward, int64_t vocab, int32_t blockSize,
+                int64_t numBlocks, const std::vector<int32_t> &ids, int64_t ctx,
+                int64_t maxWindows, PerplexityResult *out, std::string *error);
 
 } // namespace qrt::eval
 

@@ -1,0 +1,768 @@
+//===- CudaModelExecutor.cpp - the decoder forward pass on a CUDA GPU ------===//
+//
+// Host code only: every kernel is a qopt_cuda call (WeightOnlyGemm.h,
+// Attention.h, Elementwise.h) or cuBLAS (bf16 weights). The residual stream
+// is bf16 on the device (the CPU executor keeps it in fp32), so logits
+// differ from the CPU's by bf16 rounding; docs/cuda.md gives the tolerance
+// the tests use.
+//
+//===----------------------------------------------------------------------===//
+#include "CudaModelExecutor.h"
+
+#include "qopt-cuda/Attention.h"
+#include "qopt-cuda/Elementwise.h"
+#include "qopt-cuda/WeightOnlyGemm.h"
+#include "qopt-rt/artifact/GpuArtifact.h"
+#include "qopt-rt/half.h"
+#include "qopt-rt/model/CpuModelExecutor.h"
+
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+
+namespace qcuda {
+
+using qrt::ArtifactLinear;
+using qrt::ArtifactTensor;
+using qrt::serving::StepBatch;
+
+namespace {
+
+std::string mib(uint64_t bytes) { return std::to_string(bytes >> 20) + " MiB"; }
+
+/// One projection on the device: GPU-packed int4/int8 or a bf16 matrix.
+struct DeviceLinear {
+  std::string name;
+  int64_t N = 0, K = 0;
+  bool quantized = false;
+  GpuQuantWeights q;         ///< quantized
+  const void *w = nullptr;   ///< bf16 [N, K] (float linears)
+  const void *bias = nullptr; ///< bf16 [N] or null (quantized linears only)
+  bool valid() const { return quantized || w; }
+};
+
+struct DeviceLayer {
+  const float *inNorm = nullptr, *postNorm = nullptr;
+  DeviceLinear qkv, q, k, v, o, gateUp, gate, up, down; ///< qkv / gateUp when fused
+  PagedKV kv;
+};
+
+/// Step inputs in one device buffer, uploaded with one copy.
+struct StepArrays {
+  int64_t *slots = nullptr;
+  int32_t *tokenIds = nullptr, *positions = nullptr, *queryStart = nullptr,
+          *contextLens = nullptr, *blockTableStart = nullptr, *blockTable = nullptr,
+          *logitRows = nullptr;
+};
+
+bool kvTypeFromName(const std::string &name, KVDType *t) {
+  if (name.empty() || name == "bf16")
+    *t = KVDType::BF16;
+  else if (name == "f16")
+    *t = KVDType::F16;
+  else if (name == "int8")
+    *t = KVDType::I8;
+  else if (name == "fp8_e4m3" || name == "fp8e4m3")
+    *t = KVDType::FP8E4M3;
+  else
+    return false;
+  return true;
+}
+
+} // namespace
+
+bool cudaDeviceAvailable(int device, std::string *description, std::string *why) {
+  int count = 0;
+  cudaError_t e = cudaGetDeviceCount(&count);
+  if (e != cudaSuccess || count == 0) {
+    *why = std::string("no CUDA device: ") +
+           (e != cudaSuccess ? cudaGetErrorString(e) : "cudaGetDeviceCount found none");
+    return false;
+  }
+  if (device < 0 || device >= count) {
+    *why = "no CUDA device " + std::to_string(device) + " (" + std::to_string(count) + " found)";
+    return false;
+  }
+  cudaDeviceProp p;
+  if ((e = cudaGetDeviceProperties(&p, device)) != cudaSuccess) {
+    *why = std::string("no CUDA device: ") + cudaGetErrorString(e);
+    return false;
+  }
+  *description = std::string(p.name) + " (sm" + std::to_string(p.major) +
+                 std::to_string(p.minor) + ", " + std::to_string(p.major) + "." +
+                 std::to_string(p.minor) + ")";
+  return true;
+}
+
+struct CudaModelExecutor::Impl {
+  CudaExecutorOptions opt;
+  std::string device;
+  cudaStream_t stream = nullptr;
+  cublasHandle_t blas = nullptr;
+  bool syncEachOp = false; ///< QCUDA_SYNC_EACH_OP=1: fault reports name the op
+
+  int64_t H = 0, I = 0, V = 0, L = 0, heads = 0, kvHeads = 0, D = 0, Q = 0, KV = 0;
+  float eps = 1e-6f;
+  const void *embedding = nullptr;
+  EmbeddingType embeddingType = EmbeddingType::BF16;
+  const float *finalNorm = nullptr, *invFreq = nullptr;
+  DeviceLinear lmHead;
+  std::vector<DeviceLayer> layers;
+  int32_t numBlocks = 0, blockSize = 16;
+  uint64_t weightBytes = 0, kvBytes = 0;
+
+  std::vector<void *> allocations;
+  std::map<const ArtifactTensor *, const void *> bf16Matrices; ///< shared (tied lm_head)
+
+  // Scratch, bf16 rows unless said: capacity in tokens / logit rows.
+  int64_t capTokens = 0, capLogitRows = 0;
+  void *x = nullptr, *h = nullptr, *qkv = nullptr, *attn = nullptr, *tmp = nullptr,
+       *gateUp = nullptr, *act = nullptr, *gathered = nullptr;
+  float *logits = nullptr;
+  void *stepBuf = nullptr;
+  size_t stepCap = 0;
+  void *decodeWs = nullptr;
+  size_t decodeWsCap = 0;
+  std::vector<uint8_t> staging;
+
+  ~Impl() {
+    if (stream)
+      cudaStreamSynchronize(stream);
+    for (void *p : allocations)
+      cudaFree(p);
+    if (blas)
+      cublasDestroy(blas);
+    if (stream)
+      cudaStreamDestroy(stream);
+  }
+
+  bool alloc(size_t bytes, void **p, const std::string &what, std::string *error) {
+    cudaError_t e = cudaMalloc(p, std::max<size_t>(bytes, 256));
+    if (e != cudaSuccess) {
+      cudaGetLastError(); // clear the sticky-free allocation error
+      size_t freeB = 0, total = 0;
+      cudaMemGetInfo(&freeB, &total);
+      *error = "out of GPU memory allocating " + what + " (" + mib(bytes) + "; " + mib(freeB) +
+               " free of " + mib(total) + "): " + cudaGetErrorString(e);
+      *p = nullptr;
+      return false;
+    }
+    allocations.push_back(*p);
+    return true;
+  }
+  void release(void *p) {
+    if (!p)
+      return;
+    allocations.erase(std::remove(allocations.begin(), allocations.end(), p), allocations.end());
+    cudaFree(p);
+  }
+  bool upload(const void *host, size_t bytes, void **dev, const std::string &what,
+              std::string *error) {
+    if (!alloc(bytes, dev, what, error))
+      return false;
+    cudaError_t e = cudaMemcpy(*dev, host, bytes, cudaMemcpyHostToDevice);
+    if (e != cudaSuccess) {
+      *error = "copying " + what + " to the GPU: " + cudaGetErrorString(e);
+      return false;
+    }
+    weightBytes += bytes;
+    return true;
+  }
+
+  // --- weights -------------------------------------------------------------
+
+  /// A float vector (norm weight) as fp32 on the device.
+  bool uploadF32(const ArtifactTensor *t, const float **out, std::string *error) {
+    std::vector<float> v(size_t(t->nbytes / (t->dtype == "bf16" ? 2 : 4)));
+    if (t->dtype == "bf16") {
+      const uint16_t *src = reinterpret_cast<const uint16_t *>(t->data);
+      for (size_t i = 0; i < v.size(); ++i)
+        v[i] = qrt::bf16ToF32(src[i]);
+    } else {
+      std::memcpy(v.data(), t->data, t->nbytes);
+    }
+    void *d = nullptr;
+    if (!upload(v.data(), v.size() * 4, &d, "tensor '" + t->name + "'", error))
+      return false;
+    *out = static_cast<const float *>(d);
+    return true;
+  }
+  /// A float matrix as bf16 on the device (f32 rounded to nearest even).
+  bool uploadBf16(const ArtifactTensor *t, const void **out, std::string *error) {
+    if (auto it = bf16Matrices.find(t); it != bf16Matrices.end()) {
+      *out = it->second;
+      return true;
+    }
+    void *d = nullptr;
+    if (t->dtype == "bf16") {
+      if (!upload(t->data, t->nbytes, &d, "tensor '" + t->name + "'", error))
+        return false;
+    } else {
+      const size_t n = t->nbytes / 4;
+      std::vector<uint16_t> b(n);
+      const float *src = reinterpret_cast<const float *>(t->data);
+      for (size_t i = 0; i < n; ++i)
+        b[i] = qrt::f32ToBf16(src[i]);
+      if (!upload(b.data(), n * 2, &d, "tensor '" + t->name + "'", error))
+        return false;
+    }
+    bf16Matrices[t] = d;
+    *out = d;
+    return true;
+  }
+  bool uploadLinear(const ArtifactLinear &l, DeviceLinear *out, std::string *error) {
+    out->name = l.name;
+    out->N = l.outFeatures;
+    out->K = l.inFeatures;
+    if (!l.activationQuant.empty()) {
+      *error = "linear '" + l.name + "' quantizes its activations (W8A8), which the CUDA "
+               "executor does not run yet";
+      return false;
+    }
+    if (l.format == "f32" || l.format == "bf16") {
+      if (l.bias) {
+        *error = "linear '" + l.name + "': a bias on a float linear is not supported by the "
+                 "CUDA executor yet";
+        return false;
+      }
+      return uploadBf16(l.packed, &out->w, error);
+    }
+    GpuQuantFormat f;
+    qrt::GpuBlobLayout bl;
+    if (!qrt::parseGpuLayoutId(l.layout, &f, error) ||
+        !qrt::gpuBlobLayout(f, l.outFeatures, l.inFeatures, &bl, error)) {
+      *error = "linear '" + l.name + "': " + *error;
+      return false;
+    }
+    void *d = nullptr;
+    if (!upload(l.packed->data, l.packed->nbytes, &d, "linear '" + l.name + "'", error))
+      return false;
+    const uint8_t *base = static_cast<const uint8_t *>(d);
+    out->quantized = true;
+    out->q.format = f;
+    out->q.geometry = bl.geometry;
+    out->q.codes = reinterpret_cast<const uint32_t *>(base + bl.codesOffset);
+    out->q.scales = reinterpret_cast<const uint16_t *>(base + bl.scalesOffset);
+    out->q.zeros =
+        f.symmetric ? nullptr : reinterpret_cast<const uint16_t *>(base + bl.zerosOffset);
+    if (l.bias) {
+      std::vector<uint16_t> b(size_t(l.outFeatures));
+      for (size_t i = 0; i < b.size(); ++i)
+        b[i] = qrt::f32ToBf16(l.bias->dtype == "bf16"
+                                  ? qrt::bf16ToF32(reinterpret_cast<const uint16_t *>(
+                                        l.bias->data)[i])
+                                  : reinterpret_cast<const float *>(l.bias->data)[i]);
+      void *db = nullptr;
+      if (!upload(b.data(), b.size() * 2, &db, "bias of '" + l.name + "'", error))
+        return false;
+      out->bias = db;
+    }
+    return true;
+  }
+
+  bool loadWeights(const qrt::Artifact &a, std::string *error) {
+    const qrt::ArtifactConfig &c = a.config();
+    H = c.hiddenSize, I = c.intermediateSize, V = c.vocabSize, L = c.numLayers;
+    heads = c.numHeads, kvHeads = c.numKvHeads, D = c.headDim;
+    Q = heads * D, KV = kvHeads * D;
+    eps = float(c.rmsNormEps);
+    if (D != 64 && D != 128) {
+      *error = "head_dim " + std::to_string(D) + ": the CUDA attention kernels take 64 or 128";
+      return false;
+    }
+    if (H % 8 != 0 || I % 8 != 0) {
+      *error = "hidden_size and intermediate_size must be multiples of 8 for the CUDA row kernels";
+      return false;
+    }
+    const ArtifactTensor &emb = a.embedding();
+    if (emb.dtype == "f32") {
+      void *d = nullptr;
+      if (!upload(emb.data, emb.nbytes, &d, "the embedding", error))
+        return false;
+      embedding = d;
+      embeddingType = EmbeddingType::F32;
+    } else if (!uploadBf16(&emb, &embedding, error)) {
+      return false;
+    }
+    if (!uploadF32(&a.finalNorm(), &finalNorm, error) || !uploadLinear(a.lmHead(), &lmHead, error))
+      return false;
+    qrt::model::RopeScaling rs;
+    rs.type = c.ropeType;
+    rs.factor = c.ropeFactor;
+    rs.lowFreqFactor = c.ropeLowFreqFactor;
+    rs.highFreqFactor = c.ropeHighFreqFactor;
+    rs.originalMaxPositionEmbeddings = double(c.ropeOriginalMaxPositionEmbeddings);
+    std::vector<float> inv = qrt::model::ropeInvFreq(int32_t(D), c.ropeTheta, rs);
+    void *d = nullptr;
+    if (!upload(inv.data(), inv.size() * 4, &d, "rotary frequencies", error))
+      return false;
+    invFreq = static_cast<const float *>(d);
+    for (const qrt::ArtifactLayer &al : a.layers()) {
+      DeviceLayer dl;
+      if (!uploadF32(al.inputNorm, &dl.inNorm, error) ||
+          !uploadF32(al.postAttentionNorm, &dl.postNorm, error))
+        return false;
+      bool ok = al.fusedQkv() ? uploadLinear(al.qkv, &dl.qkv, error)
+                              : uploadLinear(al.q, &dl.q, error) &&
+                                    uploadLinear(al.k, &dl.k, error) &&
+                                    uploadLinear(al.v, &dl.v, error);
+      ok = ok && uploadLinear(al.o, &dl.o, error);
+      ok = ok && (al.fusedGateUp() ? uploadLinear(al.gateUp, &dl.gateUp, error)
+                                   : uploadLinear(al.gate, &dl.gate, error) &&
+                                         uploadLinear(al.up, &dl.up, error));
+      ok = ok && uploadLinear(al.down, &dl.down, error);
+      if (!ok)
+        return false;
+      if (!kvTypeFromName(al.kvCacheDtype, &dl.kv.dtype)) {
+        *error = "KV cache type '" + al.kvCacheDtype + "' is not one the CUDA pool holds";
+        return false;
+      }
+      if (dl.kv.dtype == KVDType::I8 || dl.kv.dtype == KVDType::FP8E4M3) {
+        void *ks = nullptr, *vs = nullptr;
+        if (!upload(al.kScales.data(), al.kScales.size() * 4, &ks, "KV scales", error) ||
+            !upload(al.vScales.data(), al.vScales.size() * 4, &vs, "KV scales", error))
+          return false;
+        dl.kv.kScale = static_cast<const float *>(ks);
+        dl.kv.vScale = static_cast<const float *>(vs);
+      }
+      dl.kv.blockSize = blockSize;
+      dl.kv.kvHeads = int32_t(kvHeads);
+      dl.kv.headDim = int32_t(D);
+      layers.push_back(dl);
+    }
+    return true;
+  }
+
+  // --- scratch and the KV pool -----------------------------------------------
+
+  bool ensureTokens(int64_t T, std::string *error) {
+    if (T <= capTokens)
+      return true;
+    for (void *p : {x, h, qkv, attn, tmp, gateUp, act, gathered})
+      release(p);
+    const int64_t n = std::max<int64_t>(T, capTokens * 2);
+    auto a = [&](void **p, int64_t cols, const char *what) {
+      return alloc(size_t(n * cols * 2), p, std::string("activations (") + what + ")", error);
+    };
+    if (!a(&x, H, "residual") || !a(&h, H, "normed") || !a(&qkv, Q + 2 * KV, "qkv") ||
+        !a(&attn, Q, "attention") || !a(&tmp, H, "projection") || !a(&gateUp, 2 * I, "gate_up") ||
+        !a(&act, I, "swiglu") || !a(&gathered, H, "sampled rows"))
+      return false;
+    capTokens = n;
+    return true;
+  }
+  bool ensureLogitRows(int64_t R, std::string *error) {
+    if (R <= capLogitRows)
+      return true;
+    release(logits);
+    const int64_t n = std::max<int64_t>(R, capLogitRows * 2);
+    void *p = nullptr;
+    if (!alloc(size_t(n * V * 4), &p, "logits", error))
+      return false;
+    logits = static_cast<float *>(p);
+    capLogitRows = n;
+    return true;
+  }
+  bool ensure(size_t bytes, void **p, size_t *cap, const char *what, std::string *error) {
+    if (bytes <= *cap)
+      return true;
+    const size_t n = std::max(bytes, *cap * 2);
+    release(*p);
+    *p = nullptr;
+    *cap = 0;
+    if (!alloc(n, p, what, error))
+      return false;
+    *cap = n;
+    return true;
+  }
+
+  bool allocateKV(std::string *error) {
+    uint64_t perBlock = 0;
+    for (const DeviceLayer &l : layers)
+      perBlock += 2ull * uint64_t(blockSize) * uint64_t(kvHeads * D) * kvElementBytes(l.kv.dtype);
+    size_t freeB = 0, total = 0;
+    cudaError_t e = cudaMemGetInfo(&freeB, &total);
+    if (e != cudaSuccess) {
+      *error = std::string("cudaMemGetInfo: ") + cudaGetErrorString(e);
+      return false;
+    }
+    // Keep room for what grows per step (decode workspace, cuBLAS).
+    const uint64_t reserve = 256ull << 20;
+    const double share = uint64_t(freeB) > reserve ? double(freeB - reserve) : 0.0;
+    int64_t blocks = int64_t(share * opt.gpuMemoryUtilization / double(perBlock));
+    if (opt.maxBlocks > 0)
+      blocks = std::min(blocks, opt.maxBlocks);
+    blocks = std::min<int64_t>(blocks, int64_t(1) << 30);
+    if (blocks < 1) {
+      *error = "out of GPU memory for the KV cache: " + mib(freeB) + " free of " + mib(total) +
+               " after the weights (" + mib(weightBytes) + "), a block needs " +
+               std::to_string(perBlock) + " bytes";
+      return false;
+    }
+    numBlocks = int32_t(blocks);
+    for (size_t i = 0; i < layers.size(); ++i) {
+      PagedKV &kv = layers[i].kv;
+      const size_t bytes =
+          size_t(numBlocks) * size_t(blockSize) * size_t(kvHeads * D) * kvElementBytes(kv.dtype);
+      const std::string what = "the KV pool of layer " + std::to_string(i);
+      if (!alloc(bytes, &kv.k, what, error) || !alloc(bytes, &kv.v, what, error))
+        return false;
+      kv.numBlocks = numBlocks;
+      kvBytes += 2 * bytes;
+    }
+    return true;
+  }
+
+  // --- the forward pass --------------------------------------------------------
+
+  /// Reports a failed enqueue, or (QCUDA_SYNC_EACH_OP=1) a fault in `what`.
+  bool check(bool ok, const std::string &what, std::string *error) {
+    if (!ok) {
+      *error = what + ": " + *error;
+      return false;
+    }
+    cudaError_t e = syncEachOp ? cudaStreamSynchronize(stream) : cudaGetLastError();
+    if (e != cudaSuccess) {
+      *error = what + ": " + cudaGetErrorString(e);
+      return false;
+    }
+    return true;
+  }
+
+  bool linear(const DeviceLinear &l, const void *in, int64_t M, void *out, DType yType,
+              std::string *error) {
+    if (l.quantized) {
+      WeightOnlyGemmArgs a;
+      a.x = in;
+      a.xType = DType::kBF16;
+      a.w = l.q;
+      a.bias = l.bias;
+      a.y = out;
+      a.yType = yType;
+      a.M = M;
+      return check(weightOnlyGemm(a, stream, error), "GEMM '" + l.name + "'", error);
+    }
+    const float alpha = 1.f, beta = 0.f;
+    // Row-major y[M, N] = x[M, K] W[N, K]^T is column-major y^T = W^T^T x^T.
+    cublasStatus_t st = cublasGemmEx(
+        blas, CUBLAS_OP_T, CUBLAS_OP_N, int(l.N), int(M), int(l.K), &alpha, l.w, CUDA_R_16BF,
+        int(l.K), in, CUDA_R_16BF, int(l.K), &beta, out,
+        yType == DType::kF32 ? CUDA_R_32F : CUDA_R_16BF, int(l.N), CUBLAS_COMPUTE_32F,
+        CUBLAS_GEMM_DEFAULT);
+    if (st != CUBLAS_STATUS_SUCCESS) {
+      *error = "GEMM '" + l.name + "': cublasGemmEx failed (status " + std::to_string(int(st)) +
+               ")";
+      return false;
+    }
+    return check(true, "GEMM '" + l.name + "'", error);
+  }
+
+  /// Unfused projections write their parts side by side into one row,
+  /// each through `scratch` (free at that point, [M, largest part]).
+  bool linearParts(const std::vector<const DeviceLinear *> &parts, const void *in, int64_t M,
+                   void *out, int64_t rowElems, void *scratch, std::string *error) {
+    int64_t col = 0;
+    for (const DeviceLinear *p : parts) {
+      if (!linear(*p, in, M, scratch, DType::kBF16, error))
+        return false;
+      cudaError_t e = cudaMemcpy2DAsync(static_cast<uint16_t *>(out) + col, size_t(rowElems) * 2,
+                                        scratch, size_t(p->N) * 2, size_t(p->N) * 2, size_t(M),
+                                        cudaMemcpyDeviceToDevice, stream);
+      if (e != cudaSuccess) {
+        *error = "copying the output of '" + p->name + "': " + cudaGetErrorString(e);
+        return false;
+      }
+      col += p->N;
+    }
+    return true;
+  }
+
+  std::string validate(const StepBatch &b) const {
+    const int64_t T = b.numTokens(), S = b.numSeqs();
+    if (b.blockSize != blockSize)
+      return "block size " + std::to_string(b.blockSize) + ", the GPU pool uses " +
+             std::to_string(blockSize);
+    if (int64_t(b.positions.size()) != T || int64_t(b.slotMapping.size()) != T)
+      return "positions / slot mapping do not have one entry per token";
+    if (int64_t(b.queryStart.size()) != S + 1 || int64_t(b.contextLens.size()) != S ||
+        int64_t(b.blockTableStart.size()) != S + 1 || b.queryStart[0] != 0 ||
+        b.queryStart[size_t(S)] != T || b.blockTableStart[size_t(S)] != int64_t(b.blockTable.size()))
+      return "per-sequence arrays are inconsistent with the token count";
+    for (int64_t i = 0; i < S; ++i) {
+      const int32_t n = b.queryStart[size_t(i + 1)] - b.queryStart[size_t(i)];
+      const int32_t ctx = b.contextLens[size_t(i)];
+      const int32_t nb = b.blockTableStart[size_t(i + 1)] - b.blockTableStart[size_t(i)];
+      if (n < 1 || ctx < n || int64_t(nb) * blockSize < ctx)
+        return "sequence " + std::to_string(i) + ": " + std::to_string(n) + " new tokens, context " +
+               std::to_string(ctx) + ", " + std::to_string(nb) + " blocks do not fit";
+    }
+    for (int32_t blk : b.blockTable)
+      if (blk < 0 || blk >= numBlocks)
+        return "block " + std::to_string(blk) + " outside the pool (" + std::to_string(numBlocks) +
+               " blocks)";
+    for (int64_t t = 0; t < T; ++t) {
+      if (b.tokenIds[size_t(t)] < 0 || b.tokenIds[size_t(t)] >= V)
+        return "token id " + std::to_string(b.tokenIds[size_t(t)]) + " outside the vocabulary (" +
+               std::to_string(V) + ")";
+      if (b.slotMapping[size_t(t)] < 0 ||
+          b.slotMapping[size_t(t)] >= int64_t(numBlocks) * blockSize)
+        return "slot " + std::to_string(b.slotMapping[size_t(t)]) + " outside the pool";
+    }
+    for (size_t k = 0; k < b.sampleIndices.size(); ++k)
+      if (b.sampleIndices[k] < 0 || b.sampleIndices[k] >= S ||
+          (k && b.sampleIndices[k] <= b.sampleIndices[k - 1]))
+        return "sample indices are not increasing sequence indices";
+    return "";
+  }
+
+  /// Packs the step arrays into `staging` and copies them up in one go.
+  bool uploadStep(const StepBatch &b, const std::vector<int32_t> &rows, StepArrays *d,
+                  std::string *error) {
+    struct Part {
+      const void *src;
+      size_t bytes;
+      void **dst;
+    };
+    std::vector<Part> parts = {
+        {b.slotMapping.data(), b.slotMapping.size() * 8, reinterpret_cast<void **>(&d->slots)},
+        {b.tokenIds.data(), b.tokenIds.size() * 4, reinterpret_cast<void **>(&d->tokenIds)},
+        {b.positions.data(), b.positions.size() * 4, reinterpret_cast<void **>(&d->positions)},
+        {b.queryStart.data(), b.queryStart.size() * 4, reinterpret_cast<void **>(&d->queryStart)},
+        {b.contextLens.data(), b.contextLens.size() * 4,
+         reinterpret_cast<void **>(&d->contextLens)},
+        {b.blockTableStart.data(), b.blockTableStart.size() * 4,
+         reinterpret_cast<void **>(&d->blockTableStart)},
+        {b.blockTable.data(), b.blockTable.size() * 4, reinterpret_cast<void **>(&d->blockTable)},
+        {rows.data(), rows.size() * 4, reinterpret_cast<void **>(&d->logitRows)},
+    };
+    size_t total = 0;
+    std::vector<size_t> offsets;
+    for (const Part &p : parts) {
+      offsets.push_back(total);
+      total += (p.bytes + 255) / 256 * 256;
+    }
+    if (!ensure(total, &stepBuf, &stepCap, "step arrays", error))
+      return false;
+    staging.assign(total, 0);
+    for (size_t i = 0; i < parts.size(); ++i) {
+      if (parts[i].bytes)
+        std::memcpy(staging.data() + offsets[i], parts[i].src, parts[i].bytes);
+      *parts[i].dst = static_cast<uint8_t *>(stepBuf) + offsets[i];
+    }
+    cudaError_t e =
+        cudaMemcpyAsync(stepBuf, staging.data(), total, cudaMemcpyHostToDevice, stream);
+    if (e != cudaSuccess) {
+      *error = std::string("uploading the step arrays: ") + cudaGetErrorString(e);
+      return false;
+    }
+    return true;
+  }
+
+  bool attention(const DeviceLayer &l, const StepBatch &b, const StepArrays &d, size_t layer,
+                 std::string *error) {
+    const int32_t S = b.numSeqs();
+    // Sequences with one new token at the front of the batch (the
+    // scheduler puts running decodes first) take the decode kernel; the
+    // rest, chunked prefills, the prefill kernel (correct for any chunk).
+    int32_t lead = 0;
+    while (lead < S && b.queryStart[size_t(lead + 1)] - b.queryStart[size_t(lead)] == 1)
+      ++lead;
+    AttentionHeads ah;
+    ah.numHeads = int32_t(heads);
+    ah.qStride = Q + 2 * KV;
+    ah.outStride = Q;
+    const std::string where = "layer " + std::to_string(layer) + " attention";
+    if (lead > 0) {
+      PagedSequences s;
+      s.numSeqs = lead;
+      s.contextLens = d.contextLens;
+      s.blockTableStart = d.blockTableStart;
+      s.blockTable = d.blockTable;
+      s.maxContextLen = *std::max_element(b.contextLens.begin(), b.contextLens.begin() + lead);
+      const size_t ws = decodeAttentionWorkspaceBytes(l.kv, s, ah);
+      if (!ensure(ws, &decodeWs, &decodeWsCap, "decode attention workspace", error))
+        return false;
+      if (!check(decodeAttention(l.kv, s, ah, qkv, attn, decodeWs, decodeWsCap, stream, error),
+                 where + " (decode)", error))
+        return false;
+    }
+    if (lead < S) {
+      PagedSequences s;
+      s.numSeqs = S - lead;
+      s.contextLens = d.contextLens + lead;
+      s.blockTableStart = d.blockTableStart + lead;
+      s.blockTable = d.blockTable;
+      s.maxContextLen = *std::max_element(b.contextLens.begin() + lead, b.contextLens.end());
+      int32_t maxQ = 0;
+      for (int32_t i = lead; i < S; ++i)
+        maxQ = std::max(maxQ, b.queryStart[size_t(i + 1)] - b.queryStart[size_t(i)]);
+      if (!check(prefillAttention(l.kv, s, d.queryStart + lead, maxQ, ah, qkv, attn, stream,
+                                  error),
+                 where + " (prefill)", error))
+        return false;
+    }
+    return true;
+  }
+
+  bool run(const StepBatch &b, float *hostLogits, bool allRows, std::string *error) {
+    if (b.empty())
+      return true;
+    const std::string bad = validate(b);
+    if (!bad.empty()) {
+      *error = "CUDA executor: " + bad;
+      return false;
+    }
+    const int64_t T = b.numTokens();
+    std::vector<int32_t> rows;
+    if (allRows) {
+      for (int32_t t = 0; t < T; ++t)
+        rows.push_back(t);
+    } else {
+      for (int32_t si : b.sampleIndices)
+        rows.push_back(b.queryStart[size_t(si + 1)] - 1);
+    }
+    StepArrays d;
+    if (!ensureTokens(T, error) || !ensureLogitRows(int64_t(rows.size()), error) ||
+        !uploadStep(b, rows, &d, error))
+      return false;
+    if (!check(embeddingGather(embedding, embeddingType, V, H, d.tokenIds, T, x, stream, error),
+               "embedding", error))
+      return false;
+    // The residual stream is x; each block's output lands in tmp and is
+    // added to x by the next RMSNorm (fused).
+    const void *pending = nullptr;
+    for (size_t li = 0; li < layers.size(); ++li) {
+      const DeviceLayer &l = layers[li];
+      const std::string where = "layer " + std::to_string(li);
+      if (!check(rmsNorm(x, pending, l.inNorm, T, H, eps, h, stream, error), where + " input norm",
+                 error))
+        return false;
+      if (!(l.qkv.valid() ? linear(l.qkv, h, T, qkv, DType::kBF16, error)
+                          : linearParts({&l.q, &l.k, &l.v}, h, T, qkv, Q + 2 * KV, attn, error)))
+        return false;
+      QKVRows rowsQkv;
+      rowsQkv.data = qkv;
+      rowsQkv.rowStride = Q + 2 * KV;
+      rowsQkv.qOffset = 0;
+      rowsQkv.kOffset = Q;
+      rowsQkv.vOffset = Q + KV;
+      rowsQkv.numTokens = int32_t(T);
+      rowsQkv.numHeads = int32_t(heads);
+      if (!check(writeRotaryKV(l.kv, rowsQkv, d.positions, d.slots, invFreq, stream, error),
+                 where + " rotary + KV write", error) ||
+          !attention(l, b, d, li, error) || !linear(l.o, attn, T, tmp, DType::kBF16, error) ||
+          !check(rmsNorm(x, tmp, l.postNorm, T, H, eps, h, stream, error),
+                 where + " post-attention norm", error))
+        return false;
+      if (!(l.gateUp.valid() ? linear(l.gateUp, h, T, gateUp, DType::kBF16, error)
+                             : linearParts({&l.gate, &l.up}, h, T, gateUp, 2 * I, act, error)) ||
+          !check(swiglu(gateUp, T, I, act, stream, error), where + " SwiGLU", error) ||
+          !linear(l.down, act, T, tmp, DType::kBF16, error))
+        return false;
+      pending = tmp;
+    }
+    if (!check(rmsNorm(x, pending, finalNorm, T, H, eps, h, stream, error), "final norm", error))
+      return false;
+    const int64_t R = int64_t(rows.size());
+    if (R == 0)
+      return sync(error);
+    // The rows that need logits, gathered as an "embedding" of the normed rows.
+    if (!check(embeddingGather(h, EmbeddingType::BF16, T, H, d.logitRows, R, gathered, stream,
+                               error),
+               "gathering the sampled rows", error) ||
+        !linear(lmHead, gathered, R, logits, DType::kF32, error))
+      return false;
+    cudaError_t e = cudaMemcpyAsync(hostLogits, logits, size_t(R * V) * 4,
+                                    cudaMemcpyDeviceToHost, stream);
+    if (e != cudaSuccess) {
+      *error = std::string("copying the logits back: ") + cudaGetErrorString(e);
+      return false;
+    }
+    return sync(error);
+  }
+
+  bool sync(std::string *error) {
+    cudaError_t e = cudaStreamSynchronize(stream);
+    if (e == cudaSuccess)
+      e = cudaGetLastError();
+    if (e != cudaSuccess) {
+      *error = std::string("CUDA error during the step (QCUDA_SYNC_EACH_OP=1 names the op): ") +
+               cudaGetErrorString(e);
+      return false;
+    }
+    return true;
+  }
+};
+
+CudaModelExecutor::CudaModelExecutor(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+CudaModelExecutor::~CudaModelExecutor() = default;
+
+std::unique_ptr<CudaModelExecutor> CudaModelExecutor::create(const qrt::Artifact &artifact,
+                                                             const CudaExecutorOptions &options,
+                                                             std::string *error) {
+  std::string desc;
+  if (!cudaDeviceAvailable(options.device, &desc, error))
+    return nullptr;
+  cudaDeviceProp p;
+  cudaGetDeviceProperties(&p, options.device);
+  const qrt::ArtifactTarget &t = artifact.target();
+  // Strict: the kernels are built per architecture (sm_80, sm_89, sm_90a)
+  // and the artifact names one; another GPU gets its own artifact.
+  if (!t.isCuda() || t.ccMajor != p.major || t.ccMinor != p.minor) {
+    *error = "artifact compiled for " + t.isa + ", this GPU is sm" + std::to_string(p.major) +
+             std::to_string(p.minor) + " (" + std::to_string(p.major) + "." +
+             std::to_string(p.minor) + "); recompile with -target=sm" +
+             std::to_string(p.major) + std::to_string(p.minor);
+    return nullptr;
+  }
+  if (options.gpuMemoryUtilization <= 0 || options.gpuMemoryUtilization > 1) {
+    *error = "--gpu-memory-utilization must be in (0, 1]";
+    return nullptr;
+  }
+  auto impl = std::make_unique<Impl>();
+  impl->opt = options;
+  impl->device = desc;
+  const char *sync = std::getenv("QCUDA_SYNC_EACH_OP");
+  impl->syncEachOp = sync && *sync && std::string(sync) != "0";
+  cudaError_t e = cudaSetDevice(options.device);
+  if (e == cudaSuccess)
+    e = cudaStreamCreateWithFlags(&impl->stream, cudaStreamNonBlocking);
+  if (e != cudaSuccess) {
+    *error = std::string("CUDA device setup: ") + cudaGetErrorString(e);
+    return nullptr;
+  }
+  if (cublasCreate(&impl->blas) != CUBLAS_STATUS_SUCCESS) {
+    impl->blas = nullptr;
+    *error = "cublasCreate failed";
+    return nullptr;
+  }
+  cublasSetStream(impl->blas, impl->stream);
+  if (!impl->loadWeights(artifact, error) ||
+      !impl->ensureTokens(std::max<int32_t>(options.maxBatchedTokens, 1), error) ||
+      !impl->ensureLogitRows(std::max<int32_t>(options.maxBatchedTokens, 1), error) ||
+      !impl->allocateKV(error))
+    return nullptr;
+  return std::unique_ptr<CudaModelExecutor>(new CudaModelExecutor(std::move(impl)));
+}
+
+int32_t CudaModelExecutor::vocabSize() const { return int32_t(impl_->V); }
+int32_t CudaModelExecutor::numBlocks() const { return impl_->numBlocks; }
+int32_t CudaModelExecutor::blockSize() const { return impl_->blockSize; }
+uint64_t CudaModelExecutor::weightBytes() const { return impl_->weightBytes; }
+uint64_t CudaModelExecutor::kvBytes() const { return impl_->kvBytes; }
+std::string CudaModelExecutor::deviceName() const { return impl_->device; }
+
+bool CudaModelExecutor::execute(const StepBatch &batch, float *logits, std::string *error) {
+  return impl_->run(batch, logits, /*allRows=*/false, error);
+}
+
+bool CudaModelExecutor::executeAllLogits(const StepBatch &batch, float *logits,
+                                         std::string *error) {
+  return impl_->run(batch, logits, /*allRows=*/true, error);
+}
+
+} // namespace qcuda

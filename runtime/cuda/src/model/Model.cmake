@@ -1,0 +1,14 @@
+# The CUDA model executor (qopt_cuda_model): serving::ModelExecutor over the
+# qopt_cuda kernels, for qrun --device cuda. Included by runtime/CMakeLists.txt
+# after runtime/cuda, where both qopt_cuda and qopt_runtime (the artifact
+# loader, which needs nlohmann-json) exist; the standalone runtime/cuda build
+# has no loader and so no executor. Plain C++ over the kernels' host API:
+# no .cu of its own, so it needs no CUDA language in this directory.
+if(TARGET qopt_cuda AND TARGET qopt_runtime)
+  find_package(CUDAToolkit REQUIRED)
+  add_library(qopt_cuda_model STATIC ${CMAKE_CURRENT_LIST_DIR}/CudaModelExecutor.cpp)
+  target_include_directories(qopt_cuda_model PUBLIC ${CMAKE_CURRENT_LIST_DIR})
+  target_link_libraries(qopt_cuda_model PUBLIC qopt_cuda qopt_runtime CUDA::cudart
+                        PRIVATE CUDA::cublas)
+  set_target_properties(qopt_cuda_model PROPERTIES POSITION_INDEPENDENT_CODE ON)
+endif()
