@@ -8,6 +8,8 @@
 #  3. every CUDA test binary (gtest JSON);
 #  4. the benchmarks (gemm_bench, attention_bench if built) and the torch
 #     baselines (torch_baselines.py, torch_attention.py if present);
+#  4b. bench/gpu/e2e.sh (qrun --device cuda end to end) when gpu-e2e/ from
+#     prepare_e2e.sh was carried (e2e.log);
 #  5. report.py: ONE table, printed last, and $OUT/gpu-results.json.
 # Files back in $OUT (at most 8): gpu-results.json, bench.jsonl, tests.log,
 # build.log (when rebuilt).
@@ -85,6 +87,12 @@ run 150 env PYTHONUNBUFFERED=1 python3 bench/gpu/torch_baselines.py >>"$WORK/ben
 if [ -f bench/gpu/torch_attention.py ]; then
   run 120 env PYTHONUNBUFFERED=1 python3 bench/gpu/torch_attention.py >>"$WORK/bench.jsonl" 2>>"$WORK/tests.log" ||
     echo "   torch_attention.py failed"
+fi
+
+# End to end: qrun --device cuda on the carried gpu-e2e/ bundle (prepare_e2e.sh).
+if [ -d gpu-e2e ] || [ $DRY = 1 ]; then
+  step "end to end (bench/gpu/e2e.sh)"
+  run 300 bench/gpu/e2e.sh >"$RES/e2e.log" 2>&1; echo "   e2e.sh: exit $? (e2e.log)"; [ $DRY = 1 ] || tail -25 "$RES/e2e.log"
 fi
 
 cp "$WORK/bench.jsonl" "$RES/bench.jsonl" 2>/dev/null
