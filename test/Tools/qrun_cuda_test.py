@@ -140,7 +140,24 @@ def check_artifacts(args, model, bf16, int4):
     p = run([args.qrun, bf16, "--token-ids", "1,2,3", "-n", "1", "--device", "cpu"], check=False)
     if p.returncode == 0 or "artifact targets sm90 (CUDA); run it with qrun --device cuda" not in p.stderr:
         sys.exit(f"FAIL: qrun --device cpu on an sm90 artifact: exit {p.returncode}, {p.stderr!r}")
-    print("cpu: sm90 manifests, GPU-packed int4 blob = weights within half a step, CPU refusal")
+    # A manifest whose compute capability disagrees with its isa, and a GPU
+    # layout id in a CPU artifact, are refused naming the field.
+    bad = os.path.join(os.path.dirname(int4), "bad.qopt")
+    shutil.copytree(int4, bad)
+    m = json.load(open(os.path.join(int4, "manifest.json")))
+    m["target"]["compute_capability"] = [8, 0]
+    json.dump(m, open(os.path.join(bad, "manifest.json"), "w"))
+    p = run([args.qrun, bad, "--token-ids", "1", "-n", "1"], check=False)
+    if p.returncode == 0 or "target.compute_capability does not match target 'sm90'" not in p.stderr:
+        sys.exit(f"FAIL: mismatched compute capability: exit {p.returncode}, {p.stderr!r}")
+    m = json.load(open(os.path.join(int4, "manifest.json")))
+    m["target"] = {"isa": "x86-64-v3", "features": []}
+    json.dump(m, open(os.path.join(bad, "manifest.json"), "w"))
+    p = run([args.qrun, bad, "--token-ids", "1", "-n", "1"], check=False)
+    if p.returncode == 0 or "cuda_i4_g128" not in p.stderr or p.stderr.count("\n") > 1:
+        sys.exit(f"FAIL: GPU layout in a CPU artifact: exit {p.returncode}, {p.stderr!r}")
+    shutil.rmtree(bad)
+    print("cpu: sm90 manifests, GPU-packed int4 blob = weights within half a step, refusals")
 
 
 def gpu_available(qrun, art):

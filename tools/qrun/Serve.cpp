@@ -81,6 +81,9 @@ bool Runtime::loadCuda(const Options &o, std::string *error) {
   qcuda::CudaExecutorOptions co;
   co.gpuMemoryUtilization = o.gpuMemoryUtilization;
   co.maxBatchedTokens = std::max<int32_t>(stepTokens(maxSeqs), o.perplexityPath.empty() ? 0 : o.ctx);
+  // As on the CPU: no more blocks than concurrency x max_model_len can use
+  // (the memory share is the other bound).
+  co.maxBlocks = int64_t(maxSeqs) * ((int64_t(maxModelLen) + 15) / 16) + 1;
   cudaExecutor = qcuda::CudaModelExecutor::create(*artifact, co, error);
   if (!cudaExecutor)
     return false;

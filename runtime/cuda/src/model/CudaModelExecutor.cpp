@@ -583,7 +583,7 @@ struct CudaModelExecutor::Impl {
       s.blockTableStart = d.blockTableStart;
       s.blockTable = d.blockTable;
       s.maxContextLen = *std::max_element(b.contextLens.begin(), b.contextLens.begin() + lead);
-      const size_t ws = decodeAttentionWorkspaceBytes(l.kv, s, ah);
+      const size_t ws = std::max<size_t>(decodeAttentionWorkspaceBytes(l.kv, s, ah), 256);
       if (!ensure(ws, &decodeWs, &decodeWsCap, "decode attention workspace", error))
         return false;
       if (!check(decodeAttention(l.kv, s, ah, qkv, attn, decodeWs, decodeWsCap, stream, error),
