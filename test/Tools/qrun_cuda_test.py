@@ -214,6 +214,9 @@ def main():
         model, bf16, int4 = make_bundle(args, args.make_bundle)
         check_artifacts(args, model, bf16, int4)
         return 0
+    if args.part == "gpu" and shutil.which("nvidia-smi") is None:
+        print("SKIP: GPU checks: nvidia-smi is absent")
+        return SKIP
     tmp = tempfile.mkdtemp(prefix="qrun-cuda-")
     try:
         model, bf16, int4 = make_bundle(args, tmp)
