@@ -5,7 +5,10 @@
 #  1. qrun_cuda_test.py --bundle: bf16 sm90 artifact -> reference.json's
 #     greedy ids; int4 artifact -> perplexity within 0.5% of qopt -eval-ppl;
 #  2. decode speed: one request of 256 tokens, then 64 concurrent requests
-#     (qrun's own TTFT / ITL / tokens-per-second lines).
+#     (qrun's own TTFT / ITL / tokens-per-second lines);
+#  3. Llama-3-8B INT4 decode: synth_gpu_artifact.py writes the ~5 GB artifact
+#     with random weights to /tmp, decode_bench times decode steps at batch
+#     1..64 (JSON lines, also in $OUT/decode.jsonl).
 # Every step has a timeout; exit status 1 when a check fails.
 #   bench/gpu/e2e.sh [BUNDLE]      # default gpu-e2e
 set -u
@@ -40,4 +43,14 @@ with open(sys.argv[1], "w") as f:
 PY
 timeout --kill-after=10 120 "$QRUN" "$B/austen-int4.sm90.qopt" --device cuda \
   --prompts "$B/prompts.jsonl" --concurrency 64 2>&1 >/dev/null | tail -6 || rc=1
+
+echo "== e2e: Llama-3-8B-shaped INT4 (random weights) decode steps"
+ART8=${TMPDIR:-/tmp}/llama3-8b-int4.sm90.qopt
+if timeout --kill-after=10 180 python3 bench/gpu/synth_gpu_artifact.py --preset llama3-8b --out "$ART8"; then
+  timeout --kill-after=10 240 "$B/bin/decode_bench" "$ART8" --batches 1,8,16,32,64 --context 1024 \
+    | tee "${OUT:-$B}/decode.jsonl" || rc=1
+else
+  rc=1
+fi
+rm -rf "$ART8"
 exit $rc

@@ -12,3 +12,9 @@ if(TARGET qopt_cuda AND TARGET qopt_runtime)
                         PRIVATE CUDA::cublas)
   set_target_properties(qopt_cuda_model PROPERTIES POSITION_INDEPENDENT_CODE ON)
 endif()
+
+# bench/gpu/decode_bench: decode steps of the executor (needs the loader too).
+if(TARGET qopt_cuda_model)
+  add_executable(decode_bench ${CMAKE_CURRENT_LIST_DIR}/../../../../bench/gpu/decode_bench.cpp)
+  target_link_libraries(decode_bench PRIVATE qopt_cuda_model)
+endif()
