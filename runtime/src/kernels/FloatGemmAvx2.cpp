@@ -9,8 +9,10 @@
 
 #include <immintrin.h>
 
+#include <algorithm>
 #include <array>
 #include <cstddef>
+#include <type_traits>
 #include <cstring>
 #include <utility>
 
@@ -23,7 +25,12 @@ struct Vec {
   using I = __m256i;
   static constexpr int kLanes = 8;
   static constexpr int kRows = 2, kCols = 4;
+  // M <= kStreamCols takes streamRows, with up to kStreamAccs accumulators
+  // (half of the 16 ymm: the rest hold weights and x).
+  static constexpr int kStreamCols = 2;
+  static constexpr int kStreamAccs = 8;
   static F zero() { return _mm256_setzero_ps(); }
+  static F add(F a, F b) { return _mm256_add_ps(a, b); }
   static F fma(F a, F b, F c) { return _mm256_fmadd_ps(a, b, c); }
   static float reduce(F v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));

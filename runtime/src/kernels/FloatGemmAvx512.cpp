@@ -9,8 +9,10 @@
 
 #include <immintrin.h>
 
+#include <algorithm>
 #include <array>
 #include <cstddef>
+#include <type_traits>
 #include <utility>
 
 namespace qrt::kernels::detail::avx512 {
@@ -22,7 +24,11 @@ struct Vec {
   using I = __m512i;
   static constexpr int kLanes = 16;
   static constexpr int kRows = 4, kCols = 5;
+  // M <= kStreamCols takes streamRows, with up to kStreamAccs accumulators.
+  static constexpr int kStreamCols = 4;
+  static constexpr int kStreamAccs = 16;
   static F zero() { return _mm512_setzero_ps(); }
+  static F add(F a, F b) { return _mm512_add_ps(a, b); }
   static F fma(F a, F b, F c) { return _mm512_fmadd_ps(a, b, c); }
   static float reduce(F v) { return _mm512_reduce_add_ps(v); }
   static F load(const float *p) { return _mm512_loadu_ps(p); }

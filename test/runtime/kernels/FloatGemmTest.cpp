@@ -1,10 +1,11 @@
 //===- FloatGemmTest.cpp - fp32/bf16-weight GEMM against a double reference ===//
 //
 // Every instruction set the CPU has (forced one by one), fp32 and bf16
-// weights, with and without bias, on random data at odd shapes (M = 1, 3,
-// 7, 16, 33, 70; N = 1, 17, 256; K = 1, 31, 172, 2048: no K is a multiple
-// of a register's columns except 2048), with ldx > K and ldy > N, against y
-// computed in double from the very weights (bf16 widened exactly).
+// weights, with and without bias, on random data at odd shapes (M = 1..4:
+// the streamed decode path; 7, 16, 33, 70: tiled; N = 1, 17, 256; K = 1,
+// 31, 172, 2048: no K is a multiple of a register's columns except 2048),
+// with ldx > K and ldy > N, against y computed in double from the very
+// weights (bf16 widened exactly).
 //
 // Outputs: the written region is poisoned with a quiet NaN first (an
 // unwritten element fails, and the comparison is written so NaN fails);
@@ -197,7 +198,7 @@ TEST_P(FloatGemmFormats, AllPathsMatchTheDoubleReference) {
       std::uniform_real_distribution<float> ub(-2.0f, 2.0f);
       for (float &b : bias)
         b = ub(rng);
-      for (int64_t M : {1, 3, 7, 16, 33, 70}) {
+      for (int64_t M : {1, 2, 3, 4, 7, 16, 33, 70}) {
         if (M == 70 && K == 2048) // 2 panels of x are covered at smaller K
           continue;
         const Case c = makeCase(w, M, rng);
