@@ -25,7 +25,9 @@ struct Vec {
   static constexpr int kLanes = 16;
   static constexpr int kRows = 4, kCols = 5;
   // M <= kStreamCols takes streamRows, with up to kStreamAccs accumulators.
-  static constexpr int kStreamCols = 4;
+  // At M = 3, 4 the tile with prefetch measured faster (85% of the read
+  // bandwidth vs 68-83% streamed: fewer runs fit the accumulators).
+  static constexpr int kStreamCols = 2;
   static constexpr int kStreamAccs = 16;
   static F zero() { return _mm512_setzero_ps(); }
   static F add(F a, F b) { return _mm512_add_ps(a, b); }

@@ -1,11 +1,11 @@
 //===- FloatGemmTest.cpp - fp32/bf16-weight GEMM against a double reference ===//
 //
 // Every instruction set the CPU has (forced one by one), fp32 and bf16
-// weights, with and without bias, on random data at odd shapes (M = 1..4:
-// the streamed decode path; 7, 16, 33, 70: tiled; N = 1, 17, 256; K = 1,
-// 31, 172, 2048: no K is a multiple of a register's columns except 2048),
-// with ldx > K and ldy > N, against y computed in double from the very
-// weights (bf16 widened exactly).
+// weights, with and without bias, on random data at odd shapes (M = 1, 2:
+// the streamed decode path; 3, 4, 7, 16, 33, 70: tiled; N = 1, 17, 256;
+// K = 1, 31, 172, 2048: no K is a multiple of a register's columns except
+// 2048), with ldx > K and ldy > N, against y computed in double from the
+// very weights (bf16 widened exactly).
 //
 // Outputs: the written region is poisoned with a quiet NaN first (an
 // unwritten element fails, and the comparison is written so NaN fails);
