@@ -36,15 +36,14 @@ bool runPerplexity(Runtime &rt, const Options &o, std::string *error) {
   eval::PerplexityResult r;
   std::string why;
   bool ok;
-#ifdef QRUN_HAVE_CUDA
   if (rt.onCuda) {
     auto forward = [&](const serving::StepBatch &b, float *logits, std::string *err) {
       return rt.cudaExecutor->executeAllLogits(b, logits, err);
     };
-    ok = eval::perplexity(forward, rt.cudaExecutor->vocabSize(), rt.cudaExecutor->blockSize(),
-                          rt.numBlocks, ids, o.ctx, o.chunks, &r, &why);
+    ok = eval::perplexity(forward, rt.cudaExecutor->executor().vocabSize(),
+                          rt.cudaExecutor->blockSize(), rt.numBlocks, ids, o.ctx, o.chunks, &r,
+                          &why);
   } else
-#endif
     ok = eval::perplexity(*rt.executor, *rt.kv, ids, o.ctx, o.chunks, &r, &why);
   if (!ok) {
     *error = o.perplexityPath + ": " + why;

@@ -5,6 +5,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include <dlfcn.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -25,10 +28,8 @@ static double secondsSince(Clock::time_point t0) {
 }
 
 std::string kernelsSummary(const Runtime &rt) {
-#ifdef QRUN_HAVE_CUDA
   if (rt.onCuda)
     return "CUDA on " + rt.cudaExecutor->deviceName();
-#endif
   const model::ArtifactModel &m = rt.model;
   const int packed = m.specializedWeights + m.genericWeights;
   if (!m.kernels) {
@@ -65,16 +66,45 @@ void Runtime::sizeFor(const Options &o, int32_t modelMaxPositions) {
 // The engine's step budget (makeEngine's maxNumBatchedTokens).
 static int32_t stepTokens(int32_t maxSeqs) { return std::max<int32_t>(512, maxSeqs); }
 
+/// Opens the CUDA plugin: $QOPT_CUDA_BACKEND, else libqopt_cuda_backend.so
+/// next to this executable. Null with *error when it is not there or does
+/// not load (no CUDA libraries on this machine).
+static qopt_cuda_backend_create_fn openCudaBackend(std::string *error) {
+  std::string path;
+  if (const char *env = std::getenv("QOPT_CUDA_BACKEND"); env && *env) {
+    path = env;
+  } else {
+    char exe[4096];
+    ssize_t n = ::readlink("/proc/self/exe", exe, sizeof exe - 1);
+    std::string self = n > 0 ? std::string(exe, size_t(n)) : std::string();
+    path = self.substr(0, self.find_last_of('/') + 1) + qcuda::kCudaBackendFile;
+  }
+  if (::access(path.c_str(), F_OK) != 0) {
+    *error = std::string("this qrun has no CUDA backend (") + path +
+             " is missing: qrun was built without CUDA, or the plugin was not copied "
+             "beside it; set QOPT_CUDA_BACKEND to its path)";
+    return nullptr;
+  }
+  void *h = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (!h) {
+    const char *why = ::dlerror();
+    *error = "the CUDA backend " + path + " does not load: " + (why ? why : "unknown error") +
+             " (are CUDA 13's libraries installed?)";
+    return nullptr;
+  }
+  auto fn = reinterpret_cast<qopt_cuda_backend_create_fn>(::dlsym(h, qcuda::kCudaBackendFactory));
+  if (!fn)
+    *error = path + " does not export " + qcuda::kCudaBackendFactory;
+  return fn;
+}
+
 bool Runtime::loadCuda(const Options &o, std::string *error) {
   artifact = Artifact::openForCuda(o.artifact, error);
   if (!artifact)
     return false;
-#ifndef QRUN_HAVE_CUDA
-  (void)o;
-  *error = "artifact targets " + artifact->target().isa +
-           " (CUDA), and this qrun was built without CUDA (rebuild where nvcc is found)";
-  return false;
-#else
+  qopt_cuda_backend_create_fn create = openCudaBackend(error);
+  if (!create)
+    return false;
   if (!loadTokenizer(error))
     return false;
   sizeFor(o, int32_t(std::min<int64_t>(artifact->config().maxPositionEmbeddings, 1 << 30)));
@@ -84,14 +114,13 @@ bool Runtime::loadCuda(const Options &o, std::string *error) {
   // As on the CPU: no more blocks than concurrency x max_model_len can use
   // (the memory share is the other bound).
   co.maxBlocks = int64_t(maxSeqs) * ((int64_t(maxModelLen) + 15) / 16) + 1;
-  cudaExecutor = qcuda::CudaModelExecutor::create(*artifact, co, error);
+  cudaExecutor.reset(create(qcuda::kCudaBackendAbi, artifact.get(), &co, error));
   if (!cudaExecutor)
     return false;
-  exec = cudaExecutor.get();
+  exec = &cudaExecutor->executor();
   numBlocks = cudaExecutor->numBlocks();
   onCuda = true;
   return true;
-#endif
 }
 
 bool Runtime::load(const Options &o, std::string *error) {
@@ -437,12 +466,10 @@ bool runPromptsFile(Runtime &rt, const Options &o, std::string *error) {
   uint64_t weightBytes = 0, kvBytes = rt.kv ? rt.kv->allocatedBytes() : 0;
   for (const ArtifactTensor &t : rt.artifact->tensors())
     weightBytes += t.nbytes;
-#ifdef QRUN_HAVE_CUDA
   if (rt.onCuda) {
     weightBytes = rt.cudaExecutor->weightBytes();
     kvBytes = rt.cudaExecutor->kvBytes();
   }
-#endif
   std::fprintf(stderr, "qrun: memory: %.1f MiB of %s weights, %.1f MiB KV pool (%d blocks)\n",
                double(weightBytes) / 1048576.0, rt.onCuda ? "GPU" : "mapped",
                double(kvBytes) / 1048576.0, rt.numBlocks);

@@ -10,9 +10,8 @@
 #include "qopt-rt/model/FromArtifact.h"
 #include "qopt-rt/serving/KVCache.h"
 #include "qopt-rt/tokenizer.h"
-#ifdef QRUN_HAVE_CUDA
-#include "CudaModelExecutor.h"
-#endif
+
+#include "CudaBackend.h"
 
 #include <memory>
 #include <string>
@@ -34,9 +33,9 @@ struct Runtime {
   qrt::serving::ModelExecutor *exec = nullptr;
   int32_t numBlocks = 0;
   bool onCuda = false;
-#ifdef QRUN_HAVE_CUDA
-  std::unique_ptr<qcuda::CudaModelExecutor> cudaExecutor;
-#endif
+  /// --device cuda: the executor from the CUDA plugin (CudaBackend.h),
+  /// which stays loaded for the life of the process.
+  std::unique_ptr<qcuda::CudaBackend> cudaExecutor;
 
   /// Opens the artifact and sizes the KV pool for the mode in `o`, on the
   /// device `o` names or, by default, the one the artifact targets.

@@ -11,6 +11,13 @@ if(TARGET qopt_cuda AND TARGET qopt_runtime)
   target_link_libraries(qopt_cuda_model PUBLIC qopt_cuda qopt_runtime CUDA::cudart
                         PRIVATE CUDA::cublas)
   set_target_properties(qopt_cuda_model PROPERTIES POSITION_INDEPENDENT_CODE ON)
+  # qrun loads it as a plugin (CudaBackend.h): qrun itself links no CUDA
+  # library, so it starts where CUDA is not installed. Beside qrun in bin/.
+  add_library(qopt_cuda_backend MODULE ${CMAKE_CURRENT_LIST_DIR}/CudaBackendPlugin.cpp)
+  target_link_libraries(qopt_cuda_backend PRIVATE qopt_cuda_model)
+  set_target_properties(qopt_cuda_backend PROPERTIES
+    CXX_VISIBILITY_PRESET hidden
+    LIBRARY_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/bin)
 endif()
 
 # bench/gpu/decode_bench: decode steps of the executor (needs the loader too).
