@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job, end to end: set up, import a real Llama-family model, show its
 # QLLM IR, measure its perplexity, quantize it with GPTQ and measure what that
-# cost, and continue a prompt. Uses
+# cost, compile the deployable artifact (packed weights + kernels generated
+# for its shapes) and run it with qrun, and continue a prompt. Uses
 # ../shared/models/austen-llama-7m when present, otherwise a model that
 # qopt-synth writes (random weights: its perplexity is meaningless, the
 # pipeline is the same).
@@ -34,7 +35,11 @@ echo "== perplexity on $TEXT"
 "$QOPT" "$MODEL" -eval-ppl="$TEXT"
 echo "== GPTQ int4 g128, calibrated layer by layer; quality against the float model"
 "$QOPT" "$MODEL" -wquant=int4 -method=gptq -group-size=128 -calib="$CALIB" -calib-samples=32 \
-  -eval-ppl="$TEXT" -report="$BUILD_DIR/demo-report.json"
+  -eval-ppl="$TEXT" -report="$BUILD_DIR/demo-report.json" -o "$BUILD_DIR/demo.qopt"
 echo "   (per-weight formats, bits and errors: $BUILD_DIR/demo-report.json)"
-echo "== greedy continuation"
+echo "== the deployable artifact $BUILD_DIR/demo.qopt (the same GPTQ int4 model), run by qrun"
+ls "$BUILD_DIR/demo.qopt" "$BUILD_DIR/demo.qopt/kernels" | sed 's/^/   /'
+"$BUILD_DIR/bin/qrun" "$BUILD_DIR/demo.qopt" --perplexity "$TEXT"
+"$BUILD_DIR/bin/qrun" "$BUILD_DIR/demo.qopt" -p "Once upon a time, there was a little" -n 40
+echo "== greedy continuation by the float model (qopt's reference executor)"
 "$QOPT" "$MODEL" -prompt="Once upon a time, there was a little" -max-new-tokens=40
