@@ -536,6 +536,23 @@ bool Writer::fuse(llvm::json::Object &layer, std::initializer_list<const char *>
   return true;
 }
 
+/// The packer's view of quantized codes / scales / zeros (any struct with
+/// those vectors) in the plan's format.
+template <class Q>
+static qrt::kernels::RefQuantMatrix refMatrix(const TensorPlan &p, int64_t rows, int64_t cols,
+                                              const Q &q) {
+  qrt::kernels::RefQuantMatrix ref;
+  ref.rows = rows;
+  ref.cols = cols;
+  ref.bits = p.format.bits;
+  ref.groupSize = p.format.groupSize;
+  ref.symmetric = p.format.symmetric;
+  ref.codes = q.codes.data();
+  ref.scales = q.scales.data();
+  ref.zeros = p.format.symmetric ? nullptr : q.zeros.data();
+  return ref;
+}
+
 bool Writer::writeFused(llvm::raw_ostream &os, const TensorPlan &p) {
   if (p.fusedBias) {
     for (size_t j = 0; j < p.parts.size(); ++j) {
@@ -571,17 +588,8 @@ bool Writer::writeFused(llvm::raw_ostream &os, const TensorPlan &p) {
     all.scales.insert(all.scales.end(), q.scales.begin(), q.scales.end());
     all.zeros.insert(all.zeros.end(), q.zeros.begin(), q.zeros.end());
   }
-  qrt::kernels::RefQuantMatrix ref;
-  ref.rows = p.rows;
-  ref.cols = p.cols;
-  ref.bits = p.format.bits;
-  ref.groupSize = p.format.groupSize;
-  ref.symmetric = p.format.symmetric;
-  ref.codes = all.codes.data();
-  ref.scales = all.scales.data();
-  ref.zeros = p.format.symmetric ? nullptr : all.zeros.data();
   std::vector<uint8_t> buffer;
-  if (!pack(ref, p, &buffer))
+  if (!pack(refMatrix(p, p.rows, p.cols, all), p, &buffer))
     return false;
   os.write(reinterpret_cast<const char *>(buffer.data()), buffer.size());
   return true;
@@ -605,16 +613,7 @@ bool Writer::writeWeights(const std::string &path) {
       std::string err;
       if (!quant::loadQuantized(store_, name, p.quant, p.rows, p.cols, &q, &err))
         return fail("weight '" + name + "': " + err);
-      qrt::kernels::RefQuantMatrix ref;
-      ref.rows = q.rows;
-      ref.cols = q.cols;
-      ref.bits = p.format.bits;
-      ref.groupSize = p.format.groupSize;
-      ref.symmetric = p.format.symmetric;
-      ref.codes = q.codes.data();
-      ref.scales = q.scales.data();
-      ref.zeros = p.format.symmetric ? nullptr : q.zeros.data();
-      if (!pack(ref, p, &buffer))
+      if (!pack(refMatrix(p, q.rows, q.cols, q), p, &buffer))
         return false;
       os.write(reinterpret_cast<const char *>(buffer.data()), buffer.size());
     } else if (p.rawCopy) {
