@@ -10,6 +10,8 @@
 //===----------------------------------------------------------------------===//
 #include "qopt-rt/model/CpuModelExecutor.h"
 
+#include "PagedAttention.h"
+
 #include "qopt-rt/half.h"
 #include "qopt-rt/kernels/FloatGemm.h"
 #include "qopt-rt/kernels/ThreadPool.h"
@@ -48,19 +50,6 @@ static void parallelRange(ThreadPool &pool, int64_t n, int64_t minPerWorker, F &
 /// a fork-join costs microseconds, and much more when the machine is
 /// oversubscribed and a worker has to be scheduled first.
 static constexpr int64_t kMinParallelMacs = int64_t(1) << 19;
-
-/// fp32 dot product with 8 independent partial sums (vectorizable).
-static inline float dot(const float *a, const float *b, int64_t n) {
-  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    for (int j = 0; j < 8; ++j)
-      acc[j] += a[i + j] * b[i + j];
-  float s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-  for (; i < n; ++i)
-    s += a[i] * b[i];
-  return s;
-}
 
 static void rowToF32(const TensorView &t, int64_t row, float *out) {
   if (t.format == WeightFormat::F32) {
@@ -272,7 +261,7 @@ std::string CpuModelExecutor::checkBatch(const StepBatch &b) const {
 // --- the forward pass ------------------------------------------------------
 
 namespace {
-/// Stores / loads one KV element of the pool's type.
+/// Stores one KV element in the pool's type (PagedAttention.cpp reads them).
 struct KVCodec {
   KVDType type;
   const std::vector<float> *fp8;
@@ -316,51 +305,6 @@ struct KVCodec {
       static_cast<uint8_t *>(base)[idx] = code;
       break;
     }
-    }
-  }
-  inline float load(const void *base, int64_t idx, float scale) const {
-    switch (type) {
-    case KVDType::BF16:
-      return bf16ToF32(static_cast<const uint16_t *>(base)[idx]);
-    case KVDType::F16:
-      return f16ToF32(static_cast<const uint16_t *>(base)[idx]);
-    case KVDType::I8:
-      return float(static_cast<const int8_t *>(base)[idx]) * scale;
-    case KVDType::FP8E4M3: {
-      uint8_t c = static_cast<const uint8_t *>(base)[idx];
-      int cc = c & 0x7f;
-      float v = (*fp8)[cc < 127 ? cc : 126]; // 0x7f is NaN: read as the max
-      return ((c & 0x80) ? -v : v) * scale;
-    }
-    }
-    return 0.0f;
-  }
-  /// out[0, n) = the n elements at base[idx...], converted (one switch per
-  /// row rather than per element: this is the attention's inner loop).
-  inline void loadRow(const void *base, int64_t idx, int64_t n, float scale, float *out) const {
-    switch (type) {
-    case KVDType::BF16: {
-      const uint16_t *p = static_cast<const uint16_t *>(base) + idx;
-      for (int64_t i = 0; i < n; ++i)
-        out[i] = bf16ToF32(p[i]);
-      return;
-    }
-    case KVDType::F16: {
-      const uint16_t *p = static_cast<const uint16_t *>(base) + idx;
-      for (int64_t i = 0; i < n; ++i)
-        out[i] = f16ToF32(p[i]);
-      return;
-    }
-    case KVDType::I8: {
-      const int8_t *p = static_cast<const int8_t *>(base) + idx;
-      for (int64_t i = 0; i < n; ++i)
-        out[i] = float(p[i]) * scale;
-      return;
-    }
-    case KVDType::FP8E4M3:
-      for (int64_t i = 0; i < n; ++i)
-        out[i] = load(base, idx + i, scale);
-      return;
     }
   }
 };
@@ -440,7 +384,6 @@ bool CpuModelExecutor::run(const StepBatch &b, float *logits, bool allRows,
   int32_t maxCtx = 0;
   for (int32_t c : b.contextLens)
     maxCtx = std::max(maxCtx, c);
-  std::vector<std::vector<float>> scratch(pool.size(), std::vector<float>(size_t(maxCtx)));
 
   auto linear = [&](const TensorView &w, const float *in, float *out, const float *bias,
                     const char *what, int64_t layer) {
@@ -456,8 +399,9 @@ bool CpuModelExecutor::run(const StepBatch &b, float *logits, bool allRows,
   // Pieces small enough to run inline (see kMinParallelMacs).
   const int64_t rowGrain = std::max<int64_t>(1, kMinParallelMacs / 8 / H);
   const int64_t ropeGrain = std::max<int64_t>(1, kMinParallelMacs / 8 / (Q + 2 * KV));
+  // (token, KV head) items: each one is 2 * group * head_dim * context MACs.
   const int64_t attnGrain =
-      std::max<int64_t>(1, kMinParallelMacs / (2 * hd * std::max<int32_t>(1, maxCtx)));
+      std::max<int64_t>(1, kMinParallelMacs / (2 * group * hd * std::max<int32_t>(1, maxCtx)));
   // The widest padded K among the quantized weights that read one input
   // (0: none is quantized, nothing to prepare).
   auto paddedFor = [](std::initializer_list<const TensorView *> ws) {
@@ -583,44 +527,26 @@ bool CpuModelExecutor::run(const StepBatch &b, float *logits, bool allRows,
       }
     });
 
-    // Paged causal attention: one (token, head) per work item.
-    parallelRange(pool, T * nH, attnGrain, [&](int64_t s, int64_t e2, int worker) {
-      float *scores = scratch[worker].data();
-      std::vector<float> kbuf(hd), acc(hd);
-      for (int64_t item = s; item < e2; ++item) {
-        const int64_t t = item / nH, h = item % nH, g = h / group;
-        const int32_t sq = seqOf[t];
-        const int32_t *table = b.blockTable.data() + b.blockTableStart[sq];
-        const int64_t n = int64_t(b.positions[t]) + 1; // positions 0..pos
-        const float *qh = qkv + t * QKV + h * hd;
-        const float ks = quantKV ? kv.kScale[g] : 1.0f, vs = quantKV ? kv.vScale[g] : 1.0f;
-        float mx = -std::numeric_limits<float>::infinity();
-        for (int64_t p = 0; p < n; ++p) {
-          int64_t off = int64_t(table[p / b.blockSize]) * kv.blockStride +
-                        (p % b.blockSize) * kv.tokenStride + g * kv.headStride;
-          codec.loadRow(kv.k, off, hd, ks, kbuf.data());
-          float sc = dot(qh, kbuf.data(), hd) * scale;
-          scores[p] = sc;
-          mx = std::max(mx, sc);
-        }
-        double sum = 0;
-        for (int64_t p = 0; p < n; ++p) {
-          scores[p] = std::exp(scores[p] - mx);
-          sum += scores[p];
-        }
-        const float inv = float(1.0 / sum);
-        std::fill(acc.begin(), acc.end(), 0.0f);
-        for (int64_t p = 0; p < n; ++p) {
-          int64_t off = int64_t(table[p / b.blockSize]) * kv.blockStride +
-                        (p % b.blockSize) * kv.tokenStride + g * kv.headStride;
-          const float wgt = scores[p] * inv;
-          codec.loadRow(kv.v, off, hd, vs, kbuf.data());
-          for (int64_t i = 0; i < hd; ++i)
-            acc[i] += wgt * kbuf[i];
-        }
-        std::memcpy(attn_.data() + t * Q + h * hd, acc.data(), sizeof(float) * hd);
-      }
-    });
+    // Paged causal attention: one (token, KV head) per work item.
+    PagedAttentionArgs pa;
+    pa.kv = kv;
+    pa.dtype = kv_.spec().dtype;
+    pa.fp8Table = fp8Table_.data();
+    pa.numTokens = T;
+    pa.heads = nH;
+    pa.kvHeads = nKV;
+    pa.headDim = hd;
+    pa.blockSize = b.blockSize;
+    pa.scale = scale;
+    pa.q = qkv;
+    pa.qStride = QKV;
+    pa.positions = b.positions.data();
+    pa.seqOf = seqOf.data();
+    pa.blockTable = b.blockTable.data();
+    pa.blockTableStart = b.blockTableStart.data();
+    pa.out = attn_.data();
+    pa.outStride = Q;
+    pagedAttention(pa, pool, attnGrain);
 
     if (!linear(L.o, attn_.data(), h_.data(), nullptr, "o_proj", l))
       return false;
