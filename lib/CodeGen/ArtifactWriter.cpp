@@ -674,6 +674,9 @@ bool writeText(const std::string &path, const std::string &text, std::string *er
 }
 
 bool Writer::writeKernels(const std::string &dir) {
+  // GPU targets run the CUDA kernels of the runtime: no CPU kernels to generate.
+  if (gpu_)
+    return true;
   std::vector<codegen::GemmShape> plan;
   for (const auto &[name, p] : plans_)
     if (p.packed) {
@@ -686,9 +689,6 @@ bool Writer::writeKernels(const std::string &dir) {
       g.users = {name};
       plan.push_back(std::move(g));
     }
-  // GPU targets run the CUDA kernels of the runtime: no CPU kernels to generate.
-  if (gpu_)
-    return true;
   plan = codegen::normalizePlan(std::move(plan));
   std::vector<std::string> isas =
       codegen::kernelIsasForTarget(options_.target.empty() ? "cpu" : options_.target);
@@ -763,25 +763,9 @@ bool Writer::writeFiles(const std::string &dir) {
     quant::ModelReport r;
     if (!quant::describeWeights(module_, store_, &r, error_))
       return false;
-    llvm::json::Array weights;
-    for (const quant::WeightReport &w : r.weights) {
-      llvm::json::Array shape;
-      for (int64_t d : w.shape)
-        shape.push_back(d);
-      weights.push_back(llvm::json::Object{{"name", w.name},
-                                           {"role", w.role},
-                                           {"format", w.format},
-                                           {"quantized", w.quantized},
-                                           {"shape", std::move(shape)},
-                                           {"parameters", w.parameters},
-                                           {"bytes", w.bytes},
-                                           {"bits_per_weight", w.bitsPerWeight},
-                                           {"rel_output_error", nullptr}});
-    }
     // The memory budget of qopt -report at its defaults: the model's full
     // context, one sequence.
-    const int64_t ctx = config_.maxPositionEmbeddings, kvElem = kvQuantized_ ? 1 : 2;
-    const int64_t kvPerToken = quant::kvBytesPerToken(config_, kvElem);
+    const int64_t kvElem = kvQuantized_ ? 1 : 2;
     llvm::json::Array fused;
     for (const auto &[name, p] : plans_)
       if (!p.parts.empty()) {
@@ -792,19 +776,14 @@ bool Writer::writeFiles(const std::string &dir) {
         fused.push_back(llvm::json::Object{{"name", name}, {"parts", std::move(parts)}});
       }
     llvm::json::Object root{
-        {"weights", std::move(weights)},
+        {"weights", quant::weightsJson(r)},
         {"totals", llvm::json::Object{{"parameters", r.parameters},
                                       {"quantized_bytes", r.bytes},
                                       {"quantized_parameters", r.quantizedParameters},
                                       {"quantized_bits_per_weight", r.quantizedBitsPerWeight},
                                       {"average_bits_per_weight", r.averageBitsPerWeight}}},
-        {"memory_budget", llvm::json::Object{{"max_context", ctx},
-                                             {"max_batch", 1},
-                                             {"kv_bytes_per_element", kvElem},
-                                             {"kv_bytes_per_token", kvPerToken},
-                                             {"weights_bytes", r.bytes},
-                                             {"kv_cache_bytes", kvPerToken * ctx},
-                                             {"total_bytes", r.bytes + kvPerToken * ctx}}},
+        {"memory_budget",
+         quant::memoryBudgetJson(config_, r, config_.maxPositionEmbeddings, 1, kvElem)},
         {"artifact", llvm::json::Object{{"weights_bin_bytes", int64_t(totalBytes_)},
                                         {"fused_tensors", std::move(fused)}}}};
     report = llvm::formatv("{0:2}", llvm::json::Value(std::move(root))).str() + "\n";

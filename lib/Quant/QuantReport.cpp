@@ -169,4 +169,40 @@ int64_t kvBytesPerToken(const ModelConfig &config, int64_t bytesPerElement) {
   return 2 * config.numLayers * config.numKvHeads * config.headDim * bytesPerElement;
 }
 
+llvm::json::Array weightsJson(const ModelReport &report) {
+  llvm::json::Array weights;
+  for (const WeightReport &w : report.weights) {
+    llvm::json::Array shape;
+    for (int64_t d : w.shape)
+      shape.push_back(d);
+    weights.push_back(llvm::json::Object{
+        {"name", w.name},
+        {"role", w.role},
+        {"format", w.format},
+        {"quantized", w.quantized},
+        {"shape", std::move(shape)},
+        {"parameters", w.parameters},
+        {"bytes", w.bytes},
+        {"bits_per_weight", w.bitsPerWeight},
+        {"rel_output_error",
+         w.relOutputError ? llvm::json::Value(*w.relOutputError) : llvm::json::Value(nullptr)},
+    });
+  }
+  return weights;
+}
+
+llvm::json::Object memoryBudgetJson(const ModelConfig &config, const ModelReport &report,
+                                    int64_t maxContext, int64_t maxBatch,
+                                    int64_t kvBytesPerElement) {
+  const int64_t kvPerToken = kvBytesPerToken(config, kvBytesPerElement);
+  const int64_t kvTotal = kvPerToken * maxContext * maxBatch;
+  return llvm::json::Object{{"max_context", maxContext},
+                            {"max_batch", maxBatch},
+                            {"kv_bytes_per_element", kvBytesPerElement},
+                            {"kv_bytes_per_token", kvPerToken},
+                            {"weights_bytes", report.bytes},
+                            {"kv_cache_bytes", kvTotal},
+                            {"total_bytes", report.bytes + kvTotal}};
+}
+
 } // namespace qopt::quant

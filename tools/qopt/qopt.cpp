@@ -606,26 +606,6 @@ int main(int argc, char **argv) {
       return fail(error);
     const int64_t ctxLen = maxContext > 0 ? maxContext.getValue() : config.maxPositionEmbeddings;
     const int64_t kvElem = kvCache.empty() ? 2 : 1;
-    const int64_t kvPerToken = quant::kvBytesPerToken(config, kvElem);
-    const int64_t kvTotal = kvPerToken * ctxLen * maxBatch;
-    llvm::json::Array weights;
-    for (const quant::WeightReport &w : report.weights) {
-      llvm::json::Array shape;
-      for (int64_t d : w.shape)
-        shape.push_back(d);
-      weights.push_back(llvm::json::Object{
-          {"name", w.name},
-          {"role", w.role},
-          {"format", w.format},
-          {"quantized", w.quantized},
-          {"shape", std::move(shape)},
-          {"parameters", w.parameters},
-          {"bytes", w.bytes},
-          {"bits_per_weight", w.bitsPerWeight},
-          {"rel_output_error", w.relOutputError ? llvm::json::Value(*w.relOutputError)
-                                                : llvm::json::Value(nullptr)},
-      });
-    }
     llvm::json::Array overrides;
     for (const std::string &r : qopts.overrides)
       overrides.push_back(r);
@@ -641,7 +621,7 @@ int main(int argc, char **argv) {
                             {"overrides", std::move(overrides)},
                             {"kv_cache", kvCache.empty() ? llvm::json::Value(nullptr)
                                                          : llvm::json::Value(kvCache)}}},
-        {"weights", std::move(weights)},
+        {"weights", quant::weightsJson(report)},
         {"totals",
          llvm::json::Object{{"parameters", report.parameters},
                             {"float_bytes", floatReport.bytes},
@@ -650,13 +630,7 @@ int main(int argc, char **argv) {
                             {"quantized_bits_per_weight", report.quantizedBitsPerWeight},
                             {"average_bits_per_weight", report.averageBitsPerWeight}}},
         {"memory_budget",
-         llvm::json::Object{{"max_context", ctxLen},
-                            {"max_batch", maxBatch.getValue()},
-                            {"kv_bytes_per_element", kvElem},
-                            {"kv_bytes_per_token", kvPerToken},
-                            {"weights_bytes", report.bytes},
-                            {"kv_cache_bytes", kvTotal},
-                            {"total_bytes", report.bytes + kvTotal}}},
+         quant::memoryBudgetJson(config, report, ctxLen, maxBatch.getValue(), kvElem)},
     };
     if (quality) {
       const quant::QualityResult &q = *quality;

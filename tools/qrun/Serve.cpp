@@ -35,10 +35,8 @@ std::string kernelsSummary(const Runtime &rt) {
   if (!m.kernels) {
     if (!packed)
       return "no packed weights";
-    const char *off = std::getenv("QRT_NO_CODEGEN");
     return std::string("generic (") + kernels::isaName(kernels::bestIsa()) +
-           (off && *off && std::string(off) != "0"
-                ? "; QRT_NO_CODEGEN is set)"
+           (m.codegenDisabled ? "; QRT_NO_CODEGEN is set)"
                 : "; the artifact has no generated kernels for this path)");
   }
   return std::string("generated for ") + kernels::isaName(m.kernels->isa()) + ", " +
@@ -143,25 +141,10 @@ bool Runtime::load(const Options &o, std::string *error) {
     return false;
   const model::ModelDims &d = model.weights.dims;
   sizeFor(o, d.maxPositions);
-  serving::KVCacheSpec spec;
-  spec.numLayers = d.layers;
-  spec.numKVHeads = d.kvHeads;
-  spec.headDim = d.headDim;
-  spec.blockSize = 16;
-  spec.dtype = model.kvType;
-  uint64_t perBlock = serving::KVCache::bytesPerBlock(spec);
-  if (!perBlock) {
-    *error = "KV cache: " + serving::KVCache::validate(spec);
-    return false;
-  }
-  uint64_t need = perBlock * (uint64_t(maxSeqs) * ((uint64_t(maxModelLen) + 15) / 16) + 1);
-  uint64_t budget = o.kvMemMiB ? uint64_t(o.kvMemMiB) << 20 : std::min<uint64_t>(need, 1ull << 30);
-  kv = serving::KVCache::create(spec, budget, error, 1 << 30);
+  kv = model::createKVPool(model, model.kvType, maxSeqs, maxModelLen,
+                           uint64_t(o.kvMemMiB) << 20, /*exactSize=*/false, error);
   if (!kv)
     return false;
-  for (int32_t l = 0; l < d.layers && serving::kvIsQuantized(spec.dtype); ++l)
-    if (!kv->setScales(l, model.kScales[l].data(), model.vScales[l].data(), error))
-      return false;
   pool = std::make_unique<kernels::ThreadPool>(o.threads);
   model::ExecutorOptions eo;
   eo.pool = pool.get();

@@ -12,6 +12,7 @@
 #include "mlir/IR/BuiltinOps.h"
 #include "qopt/Import/ModelConfig.h"
 #include "qopt/Weights/WeightStore.h"
+#include "llvm/Support/JSON.h"
 
 #include <cstdint>
 #include <map>
@@ -61,6 +62,16 @@ bool measureLinearErrors(mlir::ModuleOp module, const WeightStore &store,
 /// KV cache bytes per token: 2 (K and V) x layers x kv_heads x head_dim x
 /// bytes per element.
 int64_t kvBytesPerToken(const ModelConfig &config, int64_t bytesPerElement);
+
+/// The report's `weights` array: one object per weight (`rel_output_error`
+/// null where it was not measured).
+llvm::json::Array weightsJson(const ModelReport &report);
+
+/// The report's `memory_budget`: `report.bytes` of weights plus a KV cache
+/// of `maxBatch` sequences of `maxContext` tokens at `kvBytesPerElement`.
+llvm::json::Object memoryBudgetJson(const ModelConfig &config, const ModelReport &report,
+                                    int64_t maxContext, int64_t maxBatch,
+                                    int64_t kvBytesPerElement);
 
 } // namespace qopt::quant
 

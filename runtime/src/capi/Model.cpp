@@ -29,32 +29,10 @@ void setError(char **error, const std::string &message) {
 
 bool makeRunner(const qopt_model &m, int32_t seqs, int32_t tokens, bool exactSize,
                 ModelRunner *out, std::string *error) {
-  const model::ModelDims &d = m.weights.weights.dims;
-  serving::KVCacheSpec spec;
-  spec.numLayers = d.layers;
-  spec.numKVHeads = d.kvHeads;
-  spec.headDim = d.headDim;
-  spec.blockSize = 16;
-  spec.dtype = m.kvType;
-  uint64_t perBlock = serving::KVCache::bytesPerBlock(spec);
-  if (!perBlock) {
-    *error = "KV cache: " + serving::KVCache::validate(spec);
-    return false;
-  }
-  // One spare block, as qrun: a prefix-cache hit can hold one more.
-  uint64_t blocks = uint64_t(seqs) * ((uint64_t(tokens) + 15) / 16) + 1;
-  uint64_t need = perBlock * blocks;
-  uint64_t budget = exactSize       ? need
-                    : m.kvPoolBytes ? m.kvPoolBytes
-                                    : std::min<uint64_t>(need, 1ull << 30);
-  out->kv = serving::KVCache::create(spec, budget, error, 1 << 30);
+  out->kv = model::createKVPool(m.weights, m.kvType, seqs, tokens, m.kvPoolBytes, exactSize,
+                                error);
   if (!out->kv)
     return false;
-  if (serving::kvIsQuantized(spec.dtype))
-    for (int32_t l = 0; l < d.layers; ++l)
-      if (!out->kv->setScales(l, m.weights.kScales[size_t(l)].data(),
-                              m.weights.vScales[size_t(l)].data(), error))
-        return false;
   model::ExecutorOptions eo;
   eo.pool = m.pool.get();
   eo.activations = m.int8Activations ? kernels::Activations::Int8 : kernels::Activations::Float;

@@ -4,6 +4,7 @@
 #include "qopt-rt/half.h"
 #include "qopt-rt/kernels/PackedLayout.h"
 
+#include <algorithm>
 #include <cstdlib>
 
 namespace qrt::model {
@@ -125,7 +126,8 @@ static bool attachGeneratedKernels(const Artifact &art, ArtifactModel *m, std::s
   m->genericWeights = int(packed.size());
   m->specializedWeights = 0;
   const char *off = std::getenv("QRT_NO_CODEGEN");
-  if ((off && *off && std::string(off) != "0") || packed.empty())
+  m->codegenDisabled = off && *off && std::string(off) != "0";
+  if (m->codegenDisabled || packed.empty())
     return true;
   std::string err;
   std::unique_ptr<kernels::SpecializedLibrary> lib =
@@ -237,6 +239,36 @@ bool modelFromArtifact(const Artifact &art, ArtifactModel *m, std::string *error
     }
   }
   return attachGeneratedKernels(art, m, error);
+}
+
+std::unique_ptr<serving::KVCache> createKVPool(const ArtifactModel &m, serving::KVDType dtype,
+                                               int32_t seqs, int32_t tokens,
+                                               uint64_t budgetBytes, bool exactSize,
+                                               std::string *error) {
+  const ModelDims &d = m.weights.dims;
+  serving::KVCacheSpec spec;
+  spec.numLayers = d.layers;
+  spec.numKVHeads = d.kvHeads;
+  spec.headDim = d.headDim;
+  spec.blockSize = 16;
+  spec.dtype = dtype;
+  const uint64_t perBlock = serving::KVCache::bytesPerBlock(spec);
+  if (!perBlock) {
+    *error = "KV cache: " + serving::KVCache::validate(spec);
+    return nullptr;
+  }
+  const uint64_t need = perBlock * (uint64_t(seqs) * ((uint64_t(tokens) + 15) / 16) + 1);
+  const uint64_t budget = exactSize     ? need
+                          : budgetBytes ? budgetBytes
+                                        : std::min<uint64_t>(need, 1ull << 30);
+  std::unique_ptr<serving::KVCache> kv = serving::KVCache::create(spec, budget, error, 1 << 30);
+  if (!kv)
+    return nullptr;
+  if (serving::kvIsQuantized(dtype))
+    for (int32_t l = 0; l < d.layers; ++l)
+      if (!kv->setScales(l, m.kScales[size_t(l)].data(), m.vScales[size_t(l)].data(), error))
+        return nullptr;
+  return kv;
 }
 
 } // namespace qrt::model

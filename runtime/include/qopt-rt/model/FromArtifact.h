@@ -34,12 +34,25 @@ struct ArtifactModel {
   std::shared_ptr<kernels::SpecializedLibrary> kernels;
   /// Packed weights that run generated kernels / generic ones.
   int specializedWeights = 0, genericWeights = 0;
+  /// QRT_NO_CODEGEN was set: the artifact's kernels were not loaded.
+  bool codegenDisabled = false;
 };
 
 /// Fills *out from `art` (which must outlive it). False with *error naming
 /// the tensor on an unsupported format or an inconsistent size, or the
 /// artifact's kernel library when it fails to load.
 bool modelFromArtifact(const Artifact &art, ArtifactModel *out, std::string *error);
+
+/// The paged KV pool (16-token blocks) for `m`'s decoder: room for `seqs`
+/// sequences of `tokens` positions plus one spare block (a prefix-cache hit
+/// can hold one more), in `dtype`, with the artifact's per-head scales when
+/// `dtype` is int8/fp8. `budgetBytes` 0: what that needs, capped at 1 GiB;
+/// `exactSize`: exactly what it needs. Null with *error on a bad shape or
+/// budget.
+std::unique_ptr<serving::KVCache> createKVPool(const ArtifactModel &m, serving::KVDType dtype,
+                                               int32_t seqs, int32_t tokens,
+                                               uint64_t budgetBytes, bool exactSize,
+                                               std::string *error);
 
 } // namespace qrt::model
 
