@@ -4,11 +4,11 @@
 // (scale = max|x| / qmax, q = x / scale rounded to nearest even), and the
 // GEMM against the same quantized arithmetic on the CPU: exact integer sums
 // for INT8, decoded E4M3 values summed in double for FP8. The E4M3
-// encoder/decoder here is written from the format (1-4-3, bias 7, no
-// infinities, 448 the largest finite), independent of CUDA's.
+// codec is the tests' own (E4M3Ref.h).
 //
 //===----------------------------------------------------------------------===//
 #include "CudaTestUtil.h"
+#include "E4M3Ref.h"
 
 #include "qopt-cuda/W8A8Gemm.h"
 #include "qopt-rt/half.h"
@@ -21,35 +21,8 @@ namespace {
 using qcuda::DType;
 using qcuda::Q8Type;
 using qcuda_test::DeviceBuffer;
-
-double e4m3Decode(uint8_t b) {
-  const int sign = b >> 7, exp = (b >> 3) & 15, man = b & 7;
-  if (exp == 15 && man == 7)
-    return NAN;
-  const double v = exp == 0 ? std::ldexp(man / 8.0, -6) : std::ldexp(1 + man / 8.0, exp - 7);
-  return sign ? -v : v;
-}
-
-/// Nearest E4M3 value, ties to the even code, saturating at +-448.
-uint8_t e4m3Encode(float f) {
-  int best = 0;
-  double bestErr = INFINITY;
-  for (int b = 0; b < 256; ++b) {
-    const double v = e4m3Decode(uint8_t(b));
-    if (std::isnan(v) || (v == 0 && (b & 0x80)))
-      continue;
-    const double err = std::fabs(v - double(f));
-    if (err < bestErr || (err == bestErr && (b & 1) == 0 && (best & 1) == 1)) {
-      best = b;
-      bestErr = err;
-    }
-  }
-  // A negative value rounding to zero keeps its sign (-0 = 0x80), as IEEE
-  // conversions do; nonzero results already carry theirs.
-  if (std::signbit(f) && best == 0)
-    best = 0x80;
-  return uint8_t(best);
-}
+using qcuda_test::e4m3Decode;
+using qcuda_test::e4m3Encode;
 
 int computeCapability() {
   int dev = 0, major = 0, minor = 0;
