@@ -41,6 +41,10 @@ namespace qopt {
 
 namespace {
 
+/// qopt-cuda/gen/Registry.h's kGenAbiVersion (that header needs the CUDA
+/// headers; the runtime refuses a library of another version anyway).
+constexpr int kCudaGenAbiVersion = 1;
+
 /// How one tensor of weights.bin is produced.
 struct TensorPlan {
   std::string name;
@@ -101,6 +105,9 @@ private:
   /// Generates and compiles (or finds cached) the kernels specialized for
   /// the packed tensors, copies them into <dir>/kernels/; sets kernels_.
   bool writeKernels(const std::string &dir);
+  /// GPU targets: the weight-only GEMMs specialized and compiled by nvcc
+  /// into kernels/<arch>.so (no nvcc: none, with summary.kernelNote).
+  bool writeCudaKernels(const std::string &dir);
   bool writeFiles(const std::string &dir);
   /// The manifest's "target": the ISA and CPU features, plus the device
   /// and compute capability for a GPU target.
@@ -674,9 +681,8 @@ bool writeText(const std::string &path, const std::string &text, std::string *er
 }
 
 bool Writer::writeKernels(const std::string &dir) {
-  // GPU targets run the CUDA kernels of the runtime: no CPU kernels to generate.
   if (gpu_)
-    return true;
+    return writeCudaKernels(dir);
   std::vector<codegen::GemmShape> plan;
   for (const auto &[name, p] : plans_)
     if (p.packed) {
@@ -723,6 +729,69 @@ bool Writer::writeKernels(const std::string &dir) {
                                 {"shapes", std::move(shapes)}};
   summary.kernelShapes = plan.size();
   summary.kernelIsas = isas;
+  summary.kernelCacheHit = files.cacheHit;
+  summary.kernelSeconds = files.seconds;
+  return true;
+}
+
+bool Writer::writeCudaKernels(const std::string &dir) {
+  // The weight-only GEMMs, specialized per packed shape with the effective
+  // group size (per-channel = cols) the CUDA kernels index by. Tensors in
+  // other GPU layouts (not cuda_i<bits>_...) have no generated kernels.
+  std::vector<codegen::GemmShape> plan;
+  for (const auto &[name, p] : plans_) {
+    qcuda::GpuQuantFormat f;
+    qcuda::GpuPackedGeometry geo;
+    std::string why;
+    if (!p.packed || !qrt::parseGpuLayoutId(p.layout, &f, &why) ||
+        !qcuda::computeGpuGeometry(f, p.rows, p.cols, &geo, &why))
+      continue;
+    codegen::GemmShape g;
+    g.bits = f.bits;
+    g.groupSize = int(geo.groupSize);
+    g.symmetric = f.symmetric;
+    g.rows = p.rows;
+    g.cols = p.cols;
+    g.users = {name};
+    plan.push_back(std::move(g));
+  }
+  plan = codegen::normalizePlan(std::move(plan));
+  const std::string arch = codegen::cudaArchForTarget(isa_);
+  if (!options_.generateKernels || plan.empty() || arch.empty())
+    return true; // the runtime's generic CUDA kernels run
+  // No nvcc at all: the artifact still runs (generic kernels), so a
+  // warning; a named compiler that does not exist is an error below.
+  if (codegen::findNvcc(options_.kernelBuild.nvcc).empty() && options_.kernelBuild.nvcc.empty() &&
+      !llvm::sys::Process::GetEnv("QOPT_NVCC")) {
+    summary.kernelNote = "no nvcc found (set QOPT_NVCC): the artifact runs the CUDA runtime's "
+                         "generic kernels";
+    return true;
+  }
+  codegen::KernelLibraryFiles files;
+  std::string err;
+  if (!codegen::buildCudaKernelLibrary(plan, arch, options_.kernelBuild, &files, &err))
+    return fail("CUDA kernel code generation: " + err);
+  if (auto ec = llvm::sys::fs::create_directories(dir + "/kernels"))
+    return fail(dir + "/kernels: cannot create: " + ec.message());
+  if (auto ec = llvm::sys::fs::copy_file(files.sourcePath, dir + "/kernels/kernels.cu"))
+    return fail(files.sourcePath + ": cannot copy: " + ec.message());
+  const std::string rel = "kernels/" + arch + ".so";
+  if (auto ec = llvm::sys::fs::copy_file(files.libraries[arch], dir + "/" + rel))
+    return fail(files.libraries[arch] + ": cannot copy: " + ec.message());
+  llvm::json::Array shapes;
+  for (const codegen::GemmShape &g : plan)
+    shapes.push_back(llvm::json::Object{{"bits", g.bits},
+                                        {"group_size", g.groupSize},
+                                        {"symmetric", g.symmetric},
+                                        {"rows", g.rows},
+                                        {"cols", g.cols}});
+  kernels_ = llvm::json::Object{{"abi", kCudaGenAbiVersion},
+                                {"source", "kernels/kernels.cu"},
+                                {"libraries", llvm::json::Object{{arch, rel}}},
+                                {"key", files.hash},
+                                {"shapes", std::move(shapes)}};
+  summary.kernelShapes = plan.size();
+  summary.kernelIsas = {arch};
   summary.kernelCacheHit = files.cacheHit;
   summary.kernelSeconds = files.seconds;
   return true;

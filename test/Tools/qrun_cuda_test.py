@@ -112,8 +112,18 @@ def check_artifacts(args, model, bf16, int4):
         t = json.load(open(os.path.join(art, "manifest.json")))["target"]
         if t.get("isa") != "sm90" or t.get("device") != "cuda" or t.get("compute_capability") != [9, 0]:
             sys.exit(f"FAIL: {art}: target {t}")
-        if os.path.isdir(os.path.join(art, "kernels")):
-            sys.exit(f"FAIL: {art}: a GPU artifact carries generated CPU kernels")
+        # Generated kernels of a GPU artifact: CUDA only (nvcc, sm_90a), for
+        # the packed weights; the bf16 artifact has none.
+        kernels = json.load(open(os.path.join(art, "manifest.json"))).get("kernels")
+        libs = sorted((kernels or {}).get("libraries", {}))
+        if art == bf16 and kernels:
+            sys.exit(f"FAIL: {art}: an unquantized artifact carries generated kernels {libs}")
+        if art == int4:
+            nvcc_here = shutil.which("nvcc") or os.path.exists("/usr/local/cuda/bin/nvcc")
+            if (kernels or nvcc_here) and libs != ["sm_90a"]:
+                sys.exit(f"FAIL: {art}: generated kernels {libs}, expected sm_90a (nvcc: {nvcc_here})")
+            if kernels and not os.path.isfile(os.path.join(art, kernels["libraries"]["sm_90a"])):
+                sys.exit(f"FAIL: {art}: the generated CUDA library is missing")
     man = json.load(open(os.path.join(int4, "manifest.json")))
     tensors = {t["name"]: t for t in man["tensors"]}
     layer = man["model"]["layers"][0]

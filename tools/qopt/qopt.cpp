@@ -681,6 +681,8 @@ int main(int argc, char **argv) {
     ArtifactSummary summary;
     if (!writeArtifact(*model.module, model.store, aopts, &error, &summary))
       return fail(error);
+    if (!summary.kernelNote.empty())
+      llvm::errs() << "qopt: warning: " << summary.kernelNote << "\n";
     if (tty && summary.kernelShapes > 0) {
       std::string isas;
       for (const std::string &i : summary.kernelIsas)

@@ -47,6 +47,9 @@ struct ArtifactSummary {
   std::vector<std::string> kernelIsas;
   bool kernelCacheHit = false;
   double kernelSeconds = 0;
+  /// Why no kernels were generated where they could have been (e.g. no
+  /// nvcc for a GPU target); empty otherwise.
+  std::string kernelNote;
 };
 
 /// True when `path` names an artifact (ends in ".qopt", a trailing slash

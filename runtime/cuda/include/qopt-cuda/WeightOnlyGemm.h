@@ -22,6 +22,9 @@
 #include <string>
 
 namespace qcuda {
+namespace gen {
+struct GenKernel;
+}
 
 /// Device pointers to one GPU-packed matrix (GpuPackedHost copied as is).
 struct GpuQuantWeights {
@@ -30,6 +33,9 @@ struct GpuQuantWeights {
   const uint32_t *codes = nullptr;  ///< [N][wordsPerRow]
   const uint16_t *scales = nullptr; ///< [groups][N] fp16
   const uint16_t *zeros = nullptr;  ///< [groups][N] fp16; null if symmetric
+  /// The artifact's generated kernels for this shape (GenLibrary::find), or
+  /// null: the runtime's generic kernels run.
+  const gen::GenKernel *special = nullptr;
 };
 
 enum class WeightOnlyKernel { kAuto, kSmallM, kTensorCore };

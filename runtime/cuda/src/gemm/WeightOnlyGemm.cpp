@@ -6,7 +6,8 @@
 //===----------------------------------------------------------------------===//
 #include "qopt-cuda/WeightOnlyGemm.h"
 
-#include "gemm/WeightOnlyKernels.h"
+#include "qopt-cuda/gen/Registry.h"
+#include "qopt-cuda/kernels/WeightOnlyParams.h"
 
 namespace qcuda {
 namespace {
@@ -60,9 +61,22 @@ bool weightOnlyGemm(const WeightOnlyGemmArgs &a, cudaStream_t stream, std::strin
   p.N = int(geo.rows);
   p.K = int(geo.cols);
   p.groupSize = int(geo.groupSize);
-  const cudaError_t err = kernel == WeightOnlyKernel::kSmallM
-                              ? detail::launchSmallM(p, a.xType, w.format.bits, stream)
-                              : detail::launchTensorCore(p, a.xType, w.format.bits, stream);
+  cudaError_t err;
+  if (const gen::GenKernel *k = w.special) {
+    // A generated kernel has its shape compiled in: it must be this one's.
+    if (k->rows != geo.rows || k->cols != geo.cols || k->bits != w.format.bits ||
+        k->groupSize != geo.groupSize || (k->symmetric != 0) != w.format.symmetric ||
+        k->xType != int(a.xType))
+      return fail(error, "the generated kernel attached to this " + std::to_string(geo.rows) +
+                             "x" + std::to_string(geo.cols) + " weight is for " +
+                             std::to_string(k->rows) + "x" + std::to_string(k->cols) +
+                             " int" + std::to_string(k->bits) + " (another weight's)");
+    err = kernel == WeightOnlyKernel::kSmallM ? k->smallM(&p, stream) : k->tensorCore(&p, stream);
+  } else {
+    err = kernel == WeightOnlyKernel::kSmallM
+              ? detail::launchSmallM(p, a.xType, w.format.bits, stream)
+              : detail::launchTensorCore(p, a.xType, w.format.bits, stream);
+  }
   if (err != cudaSuccess)
     return fail(error, std::string("launch failed: ") + cudaGetErrorString(err));
   return true;

@@ -1,6 +1,6 @@
-//===- DeviceUtil.cuh - conversions shared by the weight-only kernels ----===//
-#ifndef QOPT_CUDA_GEMM_DEVICEUTIL_CUH
-#define QOPT_CUDA_GEMM_DEVICEUTIL_CUH
+//===- DeviceUtil.cuh - conversions shared by the weight-only kernels -*- CUDA -*-===//
+#ifndef QOPT_CUDA_KERNELS_DEVICEUTIL_CUH
+#define QOPT_CUDA_KERNELS_DEVICEUTIL_CUH
 
 #include "qopt-cuda/DType.h"
 
