@@ -10,6 +10,7 @@
 //
 //===----------------------------------------------------------------------===//
 #include "qopt-cuda/WeightOnlyGemm.h"
+#include "qopt-cuda/gen/Specialize.cuh"
 
 #include <cublasLt.h>
 #include <cuda_bf16.h>
@@ -112,6 +113,32 @@ void printGemm(const char *name, const char *kernel, int64_t N, int64_t K, int64
   std::fflush(stdout);
 }
 
+/// The kernels qopt generates for a model with this shape (the same
+/// instantiation its kernels/sm_XX.so holds), for generated-vs-generic rows.
+template <int N, int K> qcuda::gen::GenKernel generatedW4G128() {
+  return {4,
+          128,
+          0,
+          N,
+          K,
+          int(qcuda::DType::kBF16),
+          &qcuda::gen::launchSmallM<4, 128, 0, N, K>,
+          &qcuda::gen::launchTensorCore<4, 128, 0, N, K>};
+}
+
+const qcuda::gen::GenKernel *generatedFor(int64_t N, int64_t K) {
+  static const qcuda::gen::GenKernel k4096x4096 = generatedW4G128<4096, 4096>(),
+                                      k14336x4096 = generatedW4G128<14336, 4096>(),
+                                      k4096x14336 = generatedW4G128<4096, 14336>();
+  if (N == 4096 && K == 4096)
+    return &k4096x4096;
+  if (N == 14336 && K == 4096)
+    return &k14336x4096;
+  if (N == 4096 && K == 14336)
+    return &k4096x14336;
+  return nullptr;
+}
+
 void benchW4A16(int64_t N, int64_t K, const std::vector<int64_t> &ms, double hbm) {
   qcuda::GpuQuantFormat fmt{4, 128, false};
   qcuda::GpuPackedGeometry geo;
@@ -138,33 +165,44 @@ void benchW4A16(int64_t N, int64_t K, const std::vector<int64_t> &ms, double hbm
   const int64_t maxM = *std::max_element(ms.begin(), ms.end());
   void *x = deviceAlloc(size_t(maxM * K * 2)), *y = deviceAlloc(size_t(maxM * N * 2));
   fillU16<<<256, 256>>>(static_cast<uint16_t *>(x), size_t(maxM * K), 0x3C00);
+  // Generic kernels, then the generated ones where this shape has them.
+  std::vector<const qcuda::gen::GenKernel *> variants = {nullptr};
+  if (const qcuda::gen::GenKernel *g = generatedFor(N, K))
+    variants.push_back(g);
   for (int64_t M : ms) {
     for (auto kernel : {qcuda::WeightOnlyKernel::kSmallM, qcuda::WeightOnlyKernel::kTensorCore}) {
-      if (kernel == qcuda::WeightOnlyKernel::kSmallM && M > qcuda::kSmallMMax)
-        continue;
-      qcuda::WeightOnlyGemmArgs a;
-      a.x = x;
-      a.xType = qcuda::DType::kBF16;
-      a.y = y;
-      a.yType = qcuda::DType::kBF16;
-      a.M = M;
-      a.kernel = kernel;
-      bool ok = true;
-      const float us = timeUs(
-          [&](int i) {
-            a.w = ws[size_t(i % copies)];
-            ok = ok && qcuda::weightOnlyGemm(a, nullptr, &error);
-          },
-          50);
-      if (!ok) {
-        std::printf("{\"bench\":\"gemm\",\"name\":\"w4a16_g128\",\"N\":%lld,\"K\":%lld,\"M\":%lld,"
-                    "\"error\":\"%s\"}\n",
-                    (long long)N, (long long)K, (long long)M, error.c_str());
-        continue;
+      for (const qcuda::gen::GenKernel *special : variants) {
+        if (kernel == qcuda::WeightOnlyKernel::kSmallM && M > qcuda::kSmallMMax)
+          continue;
+        const bool gen = special != nullptr;
+        qcuda::WeightOnlyGemmArgs a;
+        a.x = x;
+        a.xType = qcuda::DType::kBF16;
+        a.y = y;
+        a.yType = qcuda::DType::kBF16;
+        a.M = M;
+        a.kernel = kernel;
+        bool ok = true;
+        const float us = timeUs(
+            [&](int i) {
+              a.w = ws[size_t(i % copies)];
+              a.w.special = special;
+              ok = ok && qcuda::weightOnlyGemm(a, nullptr, &error);
+            },
+            50);
+        if (!ok) {
+          std::printf(
+              "{\"bench\":\"gemm\",\"name\":\"w4a16_g128\",\"N\":%lld,\"K\":%lld,\"M\":%lld,"
+              "\"error\":\"%s\"}\n",
+              (long long)N, (long long)K, (long long)M, error.c_str());
+          continue;
+        }
+        const double bytes = double(weightBytes) + 2.0 * M * K + 2.0 * M * N;
+        const char *name = kernel == qcuda::WeightOnlyKernel::kSmallM
+                               ? (gen ? "smallM_generated" : "smallM")
+                               : (gen ? "tensorcore_generated" : "tensorcore");
+        printGemm("w4a16_g128", name, N, K, M, us, bytes, hbm);
       }
-      const double bytes = double(weightBytes) + 2.0 * M * K + 2.0 * M * N;
-      printGemm("w4a16_g128", kernel == qcuda::WeightOnlyKernel::kSmallM ? "smallM" : "tensorcore",
-                N, K, M, us, bytes, hbm);
     }
   }
   for (void *p : owned)
