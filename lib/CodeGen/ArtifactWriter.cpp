@@ -53,6 +53,9 @@ struct TensorPlan {
   qllm::QuantAttr quant;             // packed only
   int64_t rows = 0, cols = 0;        // packed only
   qrt::kernels::PackedFormat format; // packed only (the GPU layouts read the same fields)
+  /// GPU targets: a W8A8 weight (its linear has act_quant), stored in
+  /// the W8A8 layout (int8 codes + fp32 scales) instead of a weight-only one.
+  bool w8a8 = false;
   std::string dtype;                 // "f32", "bf16", "u8"
   std::vector<int64_t> shape;
   std::string layout;
@@ -85,7 +88,9 @@ private:
   bool collect();
   /// Plans the tensor behind `weight` (a qllm.param or qllm.qparam);
   /// returns its artifact name ("" on error).
-  std::string planWeight(mlir::Value weight, const char *role, bool allowQuantized);
+  /// `w8a8`: the weight of a linear with act_quant.
+  std::string planWeight(mlir::Value weight, const char *role, bool allowQuantized,
+                         bool w8a8 = false);
   bool planFloat(const std::string &name);
   llvm::json::Object linearJson(mlir::Value weight, mlir::Value bias, mlir::Operation *op,
                                 int64_t rows, int64_t cols, const std::string &where, bool *ok);
@@ -96,8 +101,9 @@ private:
   bool writeFused(llvm::raw_ostream &os, const TensorPlan &p);
   /// Bytes of a packed rows x cols matrix in the target's layout, and its
   /// layout id; false (error set) for a shape the target's kernels refuse.
+  /// `w8a8`: GPU targets' W8A8 layout.
   bool packedSize(const qrt::kernels::PackedFormat &format, int64_t rows, int64_t cols,
-                  std::string *layout, int64_t *bytes, std::string *error) const;
+                  bool w8a8, std::string *layout, int64_t *bytes, std::string *error) const;
   /// Packs `ref` in the target's layout into `buffer` (`nbytes` bytes).
   bool pack(const qrt::kernels::RefQuantMatrix &ref, const TensorPlan &p,
             std::vector<uint8_t> *buffer);
@@ -159,7 +165,16 @@ bool Writer::resolveTarget() {
 }
 
 bool Writer::packedSize(const qrt::kernels::PackedFormat &format, int64_t rows, int64_t cols,
-                        std::string *layout, int64_t *bytes, std::string *error) const {
+                        bool w8a8, std::string *layout, int64_t *bytes,
+                        std::string *error) const {
+  if (gpu_ && w8a8) {
+    qrt::GpuW8A8BlobLayout bl;
+    if (!qrt::gpuW8A8BlobLayout(rows, cols, &bl, error))
+      return false;
+    *layout = qrt::gpuW8A8LayoutId();
+    *bytes = bl.totalBytes;
+    return true;
+  }
   if (gpu_) {
     qcuda::GpuQuantFormat gf;
     gf.bits = format.bits;
@@ -185,6 +200,13 @@ bool Writer::pack(const qrt::kernels::RefQuantMatrix &ref, const TensorPlan &p,
                   std::vector<uint8_t> *buffer) {
   buffer->assign(p.nbytes, 0);
   std::string err;
+  if (gpu_ && p.w8a8) {
+    qrt::GpuW8A8BlobLayout bl;
+    if (!qrt::gpuW8A8BlobLayout(ref.rows, ref.cols, &bl, &err) ||
+        !qrt::writeGpuW8A8Blob(ref, bl, buffer->data(), &err))
+      return fail("weight '" + p.name + "': cannot pack for the CUDA W8A8 GEMM: " + err);
+    return true;
+  }
   if (gpu_) {
     qcuda::GpuPackedHost host;
     qrt::GpuBlobLayout bl;
@@ -221,7 +243,8 @@ bool Writer::planFloat(const std::string &name) {
   return true;
 }
 
-std::string Writer::planWeight(mlir::Value weight, const char *role, bool allowQuantized) {
+std::string Writer::planWeight(mlir::Value weight, const char *role, bool allowQuantized,
+                               bool w8a8) {
   mlir::Operation *def = weight.getDefiningOp();
   if (auto param = llvm::dyn_cast_or_null<qllm::ParamOp>(def)) {
     std::string name = param.getName().str();
@@ -251,6 +274,10 @@ std::string Writer::planWeight(mlir::Value weight, const char *role, bool allowQ
     return unsupported("group sizes must be multiples of " +
                        std::to_string(qrt::kernels::kActBlock) + " or per-channel");
 
+  // W8A8 on a GPU: cuBLASLt's int8 GEMM with one scale per output channel.
+  if (gpu_ && w8a8 && !(f.bits == 8 && f.groupSize == -1 && f.symmetric))
+    return unsupported("a linear with act_quant (W8A8) needs int8 per-channel symmetric "
+                       "weights, as -wquant=w8a8 makes them");
   if (plans_.count(name))
     return name;
   auto shape = type.getShape();
@@ -267,9 +294,10 @@ std::string Writer::planWeight(mlir::Value weight, const char *role, bool allowQ
   p.format.bits = int(f.bits);
   p.format.groupSize = f.groupSize == -1 ? 0 : int(f.groupSize);
   p.format.symmetric = f.symmetric;
+  p.w8a8 = gpu_ && w8a8;
   std::string err;
   int64_t bytes = 0;
-  if (!packedSize(p.format, p.rows, p.cols, &p.layout, &bytes, &err))
+  if (!packedSize(p.format, p.rows, p.cols, p.w8a8, &p.layout, &bytes, &err))
     return unsupported(err);
   p.dtype = "u8";
   p.nbytes = uint64_t(bytes);
@@ -284,10 +312,25 @@ llvm::json::Object Writer::linearJson(mlir::Value weight, mlir::Value bias, mlir
                                       bool *ok) {
   *ok = false;
   llvm::json::Object out;
-  std::string name = planWeight(weight, where.c_str(), /*allowQuantized=*/true);
+  auto linear = llvm::dyn_cast_or_null<qllm::LinearOp>(op);
+  const bool actQuant = linear && linear.getActQuant();
+  if (gpu_ && actQuant && linear.getActQuantType() && *linear.getActQuantType() != "int8") {
+    fail(where + ": act_quant_type '" + linear.getActQuantType()->str() +
+         "' is not run by the CUDA executor (-target=" + isa_ +
+         " runs int8 W8A8 activations: -wquant=w8a8)");
+    return out;
+  }
+  std::string name = planWeight(weight, where.c_str(), /*allowQuantized=*/true, actQuant);
   if (name.empty())
     return out;
   const TensorPlan &p = plans_[name];
+  if (gpu_ && (actQuant || p.w8a8) && p.w8a8 != actQuant) {
+    fail(where + ": weight '" + name + "' " +
+         (actQuant ? "is float; a linear with act_quant (W8A8) needs int8 per-channel "
+                     "symmetric weights on -target=" + isa_
+                   : std::string("is shared with a W8A8 linear but this one has no act_quant")));
+    return out;
+  }
   int64_t r = p.packed ? p.rows : (p.shape.size() == 2 ? p.shape[0] : -1);
   int64_t c = p.packed ? p.cols : (p.shape.size() == 2 ? p.shape[1] : -1);
   if (r != rows || c != cols) {
@@ -319,19 +362,12 @@ llvm::json::Object Writer::linearJson(mlir::Value weight, mlir::Value bias, mlir
     out["bias"] = b;
   }
   out["act_quant"] = nullptr;
-  if (auto linear = llvm::dyn_cast_or_null<qllm::LinearOp>(op)) {
-    if (auto mode = linear.getActQuant()) {
-      if (gpu_) {
-        fail(where + ": weight '" + name + "' quantizes its activations (W8A8), which the " +
-             "CUDA executor does not run yet (-target=" + isa_ + ")");
-        return out;
-      }
-      llvm::json::Object aq;
-      aq["mode"] = mode->str();
-      aq["type"] = linear.getActQuantType() ? linear.getActQuantType()->str() : "int8";
-      aq["scale"] = linear.getActScale() ? linear.getActScale()->convertToDouble() : 0.0;
-      out["act_quant"] = std::move(aq);
-    }
+  if (actQuant) {
+    llvm::json::Object aq;
+    aq["mode"] = linear.getActQuant()->str();
+    aq["type"] = linear.getActQuantType() ? linear.getActQuantType()->str() : "int8";
+    aq["scale"] = linear.getActScale() ? linear.getActScale()->convertToDouble() : 0.0;
+    out["act_quant"] = std::move(aq);
   }
   *ok = true;
   return out;
@@ -483,6 +519,7 @@ bool Writer::fuse(llvm::json::Object &layer, std::initializer_list<const char *>
   fused.packed = first.packed;
   fused.quant = first.quant;
   fused.format = first.format;
+  fused.w8a8 = first.w8a8;
   fused.dtype = first.dtype;
   fused.layout = first.layout;
   fused.cols = cols;
@@ -513,7 +550,7 @@ bool Writer::fuse(llvm::json::Object &layer, std::initializer_list<const char *>
   if (fused.packed) {
     std::string err, layout;
     int64_t bytes = 0;
-    if (!packedSize(fused.format, fused.rows, cols, &layout, &bytes, &err))
+    if (!packedSize(fused.format, fused.rows, cols, fused.w8a8, &layout, &bytes, &err))
       return fail(fusedName + ": " + err);
     fused.nbytes = uint64_t(bytes);
     fused.shape = {bytes};

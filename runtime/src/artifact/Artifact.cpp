@@ -477,6 +477,26 @@ std::unique_ptr<Artifact> Artifact::openImpl(const std::string &path, Use use,
                            Fields *lf) -> bool {
     qcuda::GpuQuantFormat gf;
     std::string perr;
+    if (l.layout == gpuW8A8LayoutId()) { // W8A8: int8 codes + fp32 scales
+      GpuW8A8BlobLayout wl;
+      if (l.format != "int8" || l.bits != 8 || l.groupSize != 0 || !l.symmetric ||
+          w.layout != l.layout || w.dtype != "u8") {
+        lf->fail("layout", "'" + l.layout + "' needs an int8 per-channel symmetric linear " +
+                               "and a u8 tensor '" + w.name + "' of that layout");
+        return false;
+      }
+      if (!gpuW8A8BlobLayout(l.outFeatures, l.inFeatures, &wl, &perr)) {
+        lf->fail("", perr);
+        return false;
+      }
+      if (uint64_t(wl.totalBytes) != w.nbytes) {
+        lf->fail("weight", "tensor '" + w.name + "' holds " + std::to_string(w.nbytes) +
+                               " bytes, layout " + l.layout + " needs " +
+                               std::to_string(wl.totalBytes));
+        return false;
+      }
+      return true;
+    }
     if (!parseGpuLayoutId(l.layout, &gf, &perr)) {
       lf->fail("layout", perr + " (the artifact targets " + a->target_.isa + ")");
       return false;

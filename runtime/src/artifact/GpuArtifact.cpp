@@ -1,6 +1,9 @@
 //===- GpuArtifact.cpp - GPU targets and GPU-packed blobs of an artifact ---===//
 #include "qopt-rt/artifact/GpuArtifact.h"
 
+#include "qopt-rt/kernels/PackedLayout.h"
+
+#include <cmath>
 #include <cstring>
 
 namespace qrt {
@@ -99,6 +102,50 @@ void writeGpuBlob(const qcuda::GpuPackedHost &p, const GpuBlobLayout &l, uint8_t
   std::memcpy(blob + l.scalesOffset, p.scales.data(), size_t(l.scalesBytes));
   if (l.zerosBytes)
     std::memcpy(blob + l.zerosOffset, p.zeros.data(), size_t(l.zerosBytes));
+}
+
+bool gpuW8A8BlobLayout(int64_t rows, int64_t cols, GpuW8A8BlobLayout *l, std::string *error) {
+  if (rows <= 0 || rows % 4 != 0 || cols <= 0 || cols % 16 != 0) {
+    *error = "the W8A8 GEMM needs out_features a multiple of 4 and in_features one of 16, got " +
+             std::to_string(rows) + " x " + std::to_string(cols);
+    return false;
+  }
+  GpuW8A8BlobLayout out;
+  out.rows = rows;
+  out.cols = cols;
+  out.codesBytes = rows * cols;
+  out.scalesOffset = alignUp(out.codesBytes);
+  out.scalesBytes = rows * 4;
+  out.totalBytes = out.scalesOffset + out.scalesBytes;
+  *l = out;
+  return true;
+}
+
+bool writeGpuW8A8Blob(const kernels::RefQuantMatrix &ref, const GpuW8A8BlobLayout &l,
+                      uint8_t *blob, std::string *error) {
+  if (ref.bits != 8 || ref.groupSize != 0 || !ref.symmetric) {
+    *error = "W8A8 weights must be int8 per-channel symmetric, got " + std::to_string(ref.bits) +
+             "-bit, group size " + std::to_string(ref.groupSize) +
+             (ref.symmetric ? ", symmetric" : ", asymmetric");
+    return false;
+  }
+  if (ref.rows != l.rows || ref.cols != l.cols) {
+    *error = "W8A8 blob is for " + std::to_string(l.rows) + " x " + std::to_string(l.cols) +
+             ", the matrix is " + std::to_string(ref.rows) + " x " + std::to_string(ref.cols);
+    return false;
+  }
+  for (int64_t n = 0; n < l.rows; ++n)
+    if (!std::isfinite(ref.scales[n])) {
+      *error = "W8A8 weights: row " + std::to_string(n) + " has a scale that is not finite";
+      return false;
+    }
+  std::memset(blob, 0, size_t(l.totalBytes));
+  // Symmetric codes are stored offset by 128; cuBLASLt reads signed int8.
+  int8_t *codes = reinterpret_cast<int8_t *>(blob + l.codesOffset);
+  for (int64_t i = 0; i < l.rows * l.cols; ++i)
+    codes[i] = int8_t(int(ref.codes[i]) - 128);
+  std::memcpy(blob + l.scalesOffset, ref.scales, size_t(l.scalesBytes));
+  return true;
 }
 
 } // namespace qrt

@@ -3,10 +3,11 @@
 // The pieces of the artifact format (docs/artifact.md) that belong to the
 // GPU targets -target=sm80|sm89|sm90, shared by the writer (qopt) and the
 // loader (runtime): the target names and their compute capabilities, the
-// layout ids of GPU-packed weights ("cuda_i4_g128", "cuda_i8_pc_sym") and
-// how one packed blob of weights.bin holds qcuda::GpuPackedHost's three
-// arrays. Plain C++ (no CUDA): artifacts are written on machines without a
-// GPU.
+// layout ids of GPU-packed weights ("cuda_i4_g128", "cuda_i8_pc_sym"), how
+// one packed blob of weights.bin holds qcuda::GpuPackedHost's three arrays,
+// and the W8A8 blob ("cuda_w8a8_i8_pc": int8 codes [N, K] as cuBLASLt's
+// 8-bit GEMM reads them, fp32 scales [N]). Plain C++ (no CUDA): artifacts
+// are written on machines without a GPU.
 //
 //===----------------------------------------------------------------------===//
 #ifndef QOPT_RT_ARTIFACT_GPUARTIFACT_H
@@ -59,6 +60,34 @@ bool gpuBlobLayout(const qcuda::GpuQuantFormat &format, int64_t rows, int64_t co
 /// Writes `packed` into `blob` (layout.totalBytes bytes, padding zeroed).
 void writeGpuBlob(const qcuda::GpuPackedHost &packed, const GpuBlobLayout &layout,
                   uint8_t *blob);
+
+/// The layout id of a W8A8 weight (a linear with act_quant) on a GPU
+/// target: int8 per-channel symmetric weights for W8A8Gemm. It starts with
+/// "cuda_" (isGpuLayoutId) but is not a weight-only id (parseGpuLayoutId
+/// refuses it).
+inline const char *gpuW8A8LayoutId() { return "cuda_w8a8_i8_pc"; }
+
+/// Where the arrays of a W8A8 matrix lie in its blob: signed int8 codes
+/// [N][K] row-major at offset 0 (K a multiple of 16: every row starts on a
+/// 16-byte boundary, as cuBLASLt's 8-bit kernels need), then fp32 scales
+/// [N] at the next 256-byte boundary; w[n][k] = codes[n][k] * scales[n].
+struct GpuW8A8BlobLayout {
+  int64_t rows = 0, cols = 0; ///< N, K
+  int64_t codesOffset = 0, codesBytes = 0;
+  int64_t scalesOffset = 0, scalesBytes = 0;
+  int64_t totalBytes = 0;
+};
+
+/// The W8A8 blob of an N x K matrix; false with *error when N is not a
+/// positive multiple of 4 or K one of 16 (W8A8Gemm's rules).
+bool gpuW8A8BlobLayout(int64_t rows, int64_t cols, GpuW8A8BlobLayout *layout,
+                       std::string *error);
+/// Writes `ref` (8-bit, per-channel, symmetric: code c is the int8 value
+/// c - 128) into `blob` (layout.totalBytes bytes, padding zeroed). False
+/// with *error for another format, a shape that is not the layout's, or a
+/// scale that is not finite.
+bool writeGpuW8A8Blob(const kernels::RefQuantMatrix &ref, const GpuW8A8BlobLayout &layout,
+                      uint8_t *blob, std::string *error);
 
 } // namespace qrt
 
