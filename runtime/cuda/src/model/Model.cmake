@@ -6,7 +6,8 @@
 # no .cu of its own, so it needs no CUDA language in this directory.
 if(TARGET qopt_cuda AND TARGET qopt_runtime)
   find_package(CUDAToolkit REQUIRED)
-  add_library(qopt_cuda_model STATIC ${CMAKE_CURRENT_LIST_DIR}/CudaModelExecutor.cpp)
+  add_library(qopt_cuda_model STATIC ${CMAKE_CURRENT_LIST_DIR}/CudaModelExecutor.cpp
+              ${CMAKE_CURRENT_LIST_DIR}/W8A8Linear.cpp)
   target_include_directories(qopt_cuda_model PUBLIC ${CMAKE_CURRENT_LIST_DIR})
   target_link_libraries(qopt_cuda_model PUBLIC qopt_cuda qopt_runtime CUDA::cudart
                         PRIVATE CUDA::cublas)
