@@ -13,7 +13,12 @@ Without a GPU (every CI run), from ../shared austen-llama-7m:
 With a GPU (exit 77 otherwise):
   - the unquantized (bf16) sm90 artifact reproduces reference.json's greedy
     ids;
-  - the int4 artifact's qrun --perplexity is within 0.5% of qopt -eval-ppl.
+  - the int4 artifact's qrun --perplexity is within 0.5% of qopt -eval-ppl;
+  - decode steps replayed as CUDA graphs give the same greedy ids as the
+    same steps run kernel by kernel (--no-cuda-graphs), at concurrency 8
+    and 3 with requests finishing one after another, so batches hit a
+    bucket exactly (8, 4, 2, 1) and need padding (7, 6, 5, 3), over
+    contexts that cross block boundaries.
 
 The GPU machine has no qopt (no LLVM/MLIR): --make-bundle DIR writes the
 artifacts and the expected numbers here; --bundle DIR checks them there
@@ -202,7 +207,33 @@ def check_gpu(qrun, bundle):
         sys.exit(f"FAIL: GPU int4 perplexity {ppl:.4f}, qopt -eval-ppl {want:.4f} (> 0.5% apart)")
     print(f"gpu: {len(exp['prompts'])} greedy prompts match reference.json; "
           f"int4 perplexity {ppl:.4f} vs qopt {want:.4f}")
+    check_graphs(qrun, bf16, int4, exp)
     return 0
+
+
+def check_graphs(qrun, bf16, int4, exp):
+    """Greedy ids with and without CUDA graphs, many requests at once."""
+    prompts = [pr["ids"] for pr in exp["prompts"]]
+    fd, jobs = tempfile.mkstemp(prefix="qrun-graph-jobs-", suffix=".jsonl")
+    with os.fdopen(fd, "w") as f:
+        for i, n in enumerate([40, 33, 25, 18, 12, 9, 5, 3]):
+            ids = prompts[i % len(prompts)][: 3 + 2 * i]
+            f.write(json.dumps({"prompt_ids": ids, "max_tokens": n, "ignore_eos": True}) + "\n")
+    for art in (bf16, int4):
+        for conc in ("8", "3"):
+            got = {}
+            for flag in ([], ["--no-cuda-graphs"]):
+                out = run([qrun, art, "--device", "cuda", "--prompts", jobs,
+                           "--concurrency", conc] + flag).stdout
+                got[bool(flag)] = [json.loads(l)["token_ids"] for l in out.strip().splitlines()]
+            if got[False] != got[True]:
+                sys.exit(f"FAIL: {os.path.basename(art)} concurrency {conc}: greedy ids with CUDA "
+                         f"graphs {got[False]} differ from --no-cuda-graphs {got[True]}")
+            if [len(ids) for ids in got[False]] != [40, 33, 25, 18, 12, 9, 5, 3]:
+                sys.exit(f"FAIL: {os.path.basename(art)} concurrency {conc}: wrong lengths "
+                         f"{[len(ids) for ids in got[False]]}")
+    os.unlink(jobs)
+    print("gpu: greedy ids with CUDA graphs = without, bf16 and int4, concurrency 8 and 3")
 
 
 def main():

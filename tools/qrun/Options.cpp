@@ -27,6 +27,8 @@ const char *usage() {
          "  --device cpu|cuda  where to run (default: the artifact's target; -target=sm80|sm89|\n"
          "                     sm90 artifacts run on cuda)\n"
          "  --gpu-memory-utilization F  share of the GPU's free memory for the KV cache (0.9)\n"
+         "  --no-cuda-graphs   --device cuda: run decode steps kernel by kernel, not as CUDA\n"
+         "                     graphs (same results; QCUDA_NO_GRAPHS=1 does the same)\n"
          "JSONL lines: {\"prompt\": str | \"prompt_ids\": [int], \"max_tokens\", "
          "\"temperature\", \"top_k\", \"top_p\", \"seed\", \"stop\": [str], \"ignore_eos\"}\n";
 }
@@ -202,6 +204,8 @@ bool parseOptions(int argc, char **argv, Options *o, std::string *error) {
         *error = "--gpu-memory-utilization must be a number in (0, 1], got '" + v + "'";
         return false;
       }
+    } else if (a == "--no-cuda-graphs") {
+      o->cudaGraphs = false;
     } else if (!a.empty() && a[0] == '-') {
       *error = "unknown option '" + a + "' (see --help)";
       return false;

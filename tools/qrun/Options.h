@@ -43,6 +43,8 @@ struct Options {
   std::string device;
   /// --device cuda: share of the GPU's free memory for the KV pool.
   float gpuMemoryUtilization = 0.9f;
+  /// --device cuda: pure decode steps replayed as CUDA graphs (--no-cuda-graphs: off).
+  bool cudaGraphs = true;
 };
 
 /// Parses argv; false with *error (one line) on a bad flag or value.

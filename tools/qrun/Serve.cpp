@@ -112,6 +112,10 @@ bool Runtime::loadCuda(const Options &o, std::string *error) {
   // As on the CPU: no more blocks than concurrency x max_model_len can use
   // (the memory share is the other bound).
   co.maxBlocks = int64_t(maxSeqs) * ((int64_t(maxModelLen) + 15) / 16) + 1;
+  // The decode graphs: block tables for max_model_len, buckets up to maxSeqs.
+  co.maxModelLen = maxModelLen;
+  co.maxNumSeqs = maxSeqs;
+  co.cudaGraphs = o.cudaGraphs;
   cudaExecutor.reset(create(qcuda::kCudaBackendAbi, artifact.get(), &co, error));
   if (!cudaExecutor)
     return false;

@@ -206,6 +206,73 @@ TEST(PagedDecodeAttention, MatchesReferenceOverShapesAndTypes) {
   }
 }
 
+/// A launch fixed for a much longer context than the batch has (as a CUDA
+/// graph captures it): blocks past a sequence's context exit, narrow grids
+/// loop over chunks, and the output is bitwise what a launch sized from the
+/// batch gives with the same chunk.
+TEST(PagedDecodeAttention, FixedLaunchForALongerContextGivesTheSameOutput) {
+  QCUDA_REQUIRE_DEVICE();
+  std::mt19937 rng(7);
+  const std::vector<int32_t> contexts = {1, 17, 300, 1000, 64};
+  const int batch = int(contexts.size()), headDim = 128, numHeads = 32, kvHeads = 8;
+  PagedSetup setup(contexts, kvHeads, headDim, KVDType::BF16, rng);
+  DevicePool dev(setup);
+  AttentionHeads heads;
+  heads.numHeads = numHeads;
+  heads.qStride = heads.outStride = int64_t(numHeads) * headDim;
+  const std::vector<float> q = randomRows(size_t(batch) * heads.qStride, rng, 3.0f);
+  DeviceBuffer<uint16_t> dq(toBf16(q));
+  const PagedKV kv = dev.kv(setup);
+  const PagedSequences tight = dev.seqs(setup);
+  PagedSequences wide = tight;
+  wide.maxContextLen = 64 * 1024;
+
+  auto run = [&](const PagedSequences &seqs, const DecodeLaunch &launch) {
+    DeviceBuffer<uint16_t> dout(std::vector<uint16_t>(size_t(batch) * heads.outStride, kBf16NaN));
+    DeviceBuffer<uint8_t> ws(decodeAttentionWorkspaceBytes(kv, seqs, heads, launch));
+    std::string err;
+    EXPECT_TRUE(decodeAttention(kv, seqs, heads, dq.get(), dout.get(), ws.get(), ws.size(),
+                                nullptr, &err, launch))
+        << err;
+    EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+    return dout.download();
+  };
+  const DecodeLaunch fixed = decodeAttentionFixedLaunch(kv, wide, heads);
+  ASSERT_GE(fixed.chunk, 64);
+  ASSERT_GE(fixed.splitBlocks, 1);
+  DecodeLaunch sameChunk;
+  sameChunk.chunk = fixed.chunk;
+  const std::vector<uint16_t> want = run(tight, sameChunk);
+  EXPECT_EQ(run(wide, fixed), want) << "fixed launch (chunk " << fixed.chunk << ", "
+                                    << fixed.splitBlocks << " split blocks)";
+  // One block per (sequence, head tile) looping over every chunk, and a
+  // grid wider than any context: the same bits.
+  DecodeLaunch narrow = sameChunk, widest = sameChunk;
+  narrow.splitBlocks = 1;
+  widest.splitBlocks = (wide.maxContextLen + sameChunk.chunk - 1) / sameChunk.chunk;
+  EXPECT_EQ(run(wide, narrow), want) << "one split block";
+  EXPECT_EQ(run(wide, widest), want) << "a split block per chunk of 64k";
+  // And the output is attention (the reference within tolerance).
+  const int group = numHeads / kvHeads;
+  for (int s = 0; s < batch; ++s)
+    for (int h = 0; h < numHeads; ++h) {
+      const std::vector<double> ref = setup.reference(
+          &q[size_t(s) * heads.qStride + size_t(h) * headDim], s, h / group, contexts[s] - 1);
+      for (int d = 0; d < headDim; ++d) {
+        const size_t i = size_t(s) * heads.outStride + size_t(h) * headDim + d;
+        const double got = qrt::bf16ToF32(want[i]);
+        ASSERT_LE(std::fabs(got - ref[d]), tolerance(ref[d], contexts[s]))
+            << "seq " << s << " head " << h << " d " << d;
+      }
+    }
+  DecodeLaunch bad;
+  bad.chunk = 96;
+  std::string err;
+  EXPECT_FALSE(decodeAttention(kv, tight, heads, dq.get(), dq.get(), nullptr, 0, nullptr, &err,
+                               bad));
+  EXPECT_NE(err.find("chunk 96"), std::string::npos) << err;
+}
+
 TEST(PagedDecodeAttention, RejectsBadShapes) {
   PagedKV kv;
   kv.k = kv.v = reinterpret_cast<void *>(16);

@@ -72,9 +72,32 @@ struct AttentionHeads {
 
 // --- decode ------------------------------------------------------------------
 
-/// Bytes of scratch decodeAttention needs for this batch.
+/// A launch shape for decodeAttention fixed by the caller. A CUDA graph
+/// replays its launches as captured, so a captured decode step cannot size
+/// its grid from that step's contexts: it takes the shape for the largest
+/// context it may see (decodeAttentionFixedLaunch) and blocks with no work
+/// for a shorter context exit at once. The chunk also decides the order of
+/// the fp32 sums: two calls with the same chunk give bitwise the same
+/// output whatever their grids. Zero fields: picked from the batch.
+struct DecodeLaunch {
+  /// Tokens per split: a power of two in [64, 512].
+  int32_t chunk = 0;
+  /// Blocks per (sequence, KV head tile) along the context; block x takes
+  /// splits x, x + splitBlocks, ... of its sequence. 0: one per split of
+  /// maxContextLen.
+  int32_t splitBlocks = 0;
+};
+
+/// The shape good for any batch of `seqs.numSeqs` sequences with contexts up
+/// to seqs.maxContextLen: the chunk picked for that context and enough split
+/// blocks to give every multiprocessor of the current device two blocks.
+DecodeLaunch decodeAttentionFixedLaunch(const PagedKV &kv, const PagedSequences &seqs,
+                                        const AttentionHeads &heads);
+
+/// Bytes of scratch decodeAttention needs for this batch and launch.
 size_t decodeAttentionWorkspaceBytes(const PagedKV &kv, const PagedSequences &seqs,
-                                     const AttentionHeads &heads);
+                                     const AttentionHeads &heads,
+                                     const DecodeLaunch &launch = {});
 
 /// One query token per sequence (its last position, contextLens[i]-1):
 /// out[i, h, :] = softmax(q[i,h,:] . K[0..ctx)^T / sqrt(head_dim)) V, with
@@ -83,11 +106,13 @@ size_t decodeAttentionWorkspaceBytes(const PagedKV &kv, const PagedSequences &se
 /// ("flash decoding"): each block of threads takes one chunk of one
 /// sequence's context for one KV head and up to 8 of its query heads, then a
 /// second kernel merges the chunks. A sequence with context 0 gets zeros.
-/// head_dim 64 or 128; `workspace` holds decodeAttentionWorkspaceBytes().
+/// head_dim 64 or 128; `workspace` holds decodeAttentionWorkspaceBytes()
+/// for the same `launch`. Enqueues only (no host sync, no allocation): it
+/// may be captured into a CUDA graph.
 bool decodeAttention(const PagedKV &kv, const PagedSequences &seqs,
                      const AttentionHeads &heads, const void *q, void *out,
                      void *workspace, size_t workspaceBytes, cudaStream_t stream,
-                     std::string *error);
+                     std::string *error, const DecodeLaunch &launch = {});
 
 // --- prefill -----------------------------------------------------------------
 

@@ -6,9 +6,11 @@
 // heads of a GQA group share one block of threads, so K/V are not re-read
 // per query head) with 16-byte loads and several loads in flight per thread.
 //
-// Kernel 1, grid (chunk, kv head x head tile, sequence): one block takes up
-// to `chunk` tokens of one sequence for one KV head and up to GT of its
-// query heads. A row of D elements is read by D / kPerVec threads (16 bytes
+// Kernel 1, grid (split block, kv head x head tile, sequence): one block
+// takes chunks of up to `chunk` tokens of one sequence (chunk x, x + gridDim.x,
+// ...: normally just one; a grid fixed for a CUDA graph may be narrower or
+// wider than the context needs) for one KV head and up to GT of its query
+// heads. A row of D elements is read by D / kPerVec threads (16 bytes
 // each); 128 threads cover 128 * kPerVec / D tokens per pass.
 //   pass 1: scores = q . k (q slice in registers, dot reduced by shuffles)
 //           into shared memory (the chunk's scores fit: GT x 512 floats);
@@ -86,27 +88,18 @@ __global__ void __launch_bounds__(kThreads) decodeChunkKernel(DecodeParams p) {
   __shared__ float warpAcc[kWarps][GT][D];
   __shared__ float chunkMax[GT], chunkSum[GT];
 
-  const int split = blockIdx.x;
   const int kvh = blockIdx.y / p.headTiles;
   const int tile = blockIdx.y % p.headTiles;
   const int seq = blockIdx.z;
   const int ctx = min(p.contextLens[seq], p.maxContext);
-  const int t0 = split * p.chunk;
-  if (t0 >= ctx)
-    return;
-  const int n = min(ctx - t0, p.chunk);
+  if (int(blockIdx.x) * p.chunk >= ctx)
+    return; // no chunk of this sequence for this block (a fixed, wide grid)
   const int h0 = kvh * p.group + tile * GT;
   const int nh = min(GT, p.group - tile * GT);
   const int lane = threadIdx.x % TPT, slot = threadIdx.x / TPT;
   const int32_t *table = p.blockTable + p.blockTableStart[seq];
   const Storage *kBase = static_cast<const Storage *>(p.k);
   const Storage *vBase = static_cast<const Storage *>(p.v);
-  auto rowPtr = [&](const Storage *base, int tok) {
-    const int pos = t0 + tok;
-    return base + detail::kvOffset(table[pos / p.blockSize], pos % p.blockSize, kvh,
-                                   p.blockSize, p.kvHeads, D) +
-           lane * VEC;
-  };
 
   float qr[GT][VEC];
 #pragma unroll
@@ -117,126 +110,141 @@ __global__ void __launch_bounds__(kThreads) decodeChunkKernel(DecodeParams p) {
                                                lane * VEC + i])
                         : 0.0f;
   const float scoreScale = p.softmaxScale * (p.kScale ? p.kScale[kvh] : 1.0f);
-
-  // Pass 1: scores.
-  for (int base = 0; base < n; base += TOK * U) {
-    uint4 raw[U];
-#pragma unroll
-    for (int u = 0; u < U; ++u) {
-      const int tok = base + u * TOK + slot;
-      raw[u] = tok < n ? *reinterpret_cast<const uint4 *>(rowPtr(kBase, tok))
-                       : make_uint4(0, 0, 0, 0);
-    }
-#pragma unroll
-    for (int u = 0; u < U; ++u) {
-      float kf[VEC];
-      E::widen(raw[u], kf);
-      float dot[GT];
-#pragma unroll
-      for (int g = 0; g < GT; ++g) {
-        dot[g] = 0.0f;
-#pragma unroll
-        for (int i = 0; i < VEC; ++i)
-          dot[g] = fmaf(qr[g][i], kf[i], dot[g]);
-#pragma unroll
-        for (int off = TPT / 2; off > 0; off /= 2)
-          dot[g] += __shfl_xor_sync(0xffffffffu, dot[g], off);
-      }
-      const int tok = base + u * TOK + slot;
-      if (lane == 0 && tok < n)
-#pragma unroll
-        for (int g = 0; g < GT; ++g)
-          scores[g][tok] = dot[g] * scoreScale;
-    }
-  }
-  __syncthreads();
-
-  // Pass 2: per query head, the chunk's max and the weights exp(s - max).
   const int warp = threadIdx.x / 32, wl = threadIdx.x % 32;
-  for (int g = warp; g < GT; g += kWarps) {
-    float m = -INFINITY;
-    for (int t = wl; t < n; t += 32)
-      m = fmaxf(m, scores[g][t]);
-#pragma unroll
-    for (int off = 16; off > 0; off /= 2)
-      m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, off));
-    float sum = 0.0f;
-    for (int t = wl; t < n; t += 32) {
-      const float e = expf(scores[g][t] - m);
-      scores[g][t] = e;
-      sum += e;
-    }
-#pragma unroll
-    for (int off = 16; off > 0; off /= 2)
-      sum += __shfl_xor_sync(0xffffffffu, sum, off);
-    if (wl == 0) {
-      chunkMax[g] = m;
-      chunkSum[g] = sum;
-    }
-  }
-  __syncthreads();
+  const float vs = p.vScale ? p.vScale[kvh] : 1.0f;
 
-  // Pass 3: sum_t p_t v_t.
-  float acc[GT][VEC];
+  // The loop condition is the same for every thread of the block, so the
+  // barriers inside are reached by all of them.
+  for (int split = blockIdx.x; split * p.chunk < ctx; split += gridDim.x) {
+    const int t0 = split * p.chunk;
+    const int n = min(ctx - t0, p.chunk);
+    auto rowPtr = [&](const Storage *base, int tok) {
+      const int pos = t0 + tok;
+      return base + detail::kvOffset(table[pos / p.blockSize], pos % p.blockSize, kvh,
+                                     p.blockSize, p.kvHeads, D) +
+             lane * VEC;
+    };
+
+    // Pass 1: scores.
+    for (int base = 0; base < n; base += TOK * U) {
+      uint4 raw[U];
 #pragma unroll
-  for (int g = 0; g < GT; ++g)
+      for (int u = 0; u < U; ++u) {
+        const int tok = base + u * TOK + slot;
+        raw[u] = tok < n ? *reinterpret_cast<const uint4 *>(rowPtr(kBase, tok))
+                         : make_uint4(0, 0, 0, 0);
+      }
 #pragma unroll
-    for (int i = 0; i < VEC; ++i)
-      acc[g][i] = 0.0f;
-  for (int base = 0; base < n; base += TOK * U) {
-    uint4 raw[U];
-#pragma unroll
-    for (int u = 0; u < U; ++u) {
-      const int tok = base + u * TOK + slot;
-      raw[u] = tok < n ? *reinterpret_cast<const uint4 *>(rowPtr(vBase, tok))
-                       : make_uint4(0, 0, 0, 0);
-    }
-#pragma unroll
-    for (int u = 0; u < U; ++u) {
-      const int tok = base + u * TOK + slot;
-      if (tok < n) {
-        float vf[VEC];
-        E::widen(raw[u], vf);
+      for (int u = 0; u < U; ++u) {
+        float kf[VEC];
+        E::widen(raw[u], kf);
+        float dot[GT];
 #pragma unroll
         for (int g = 0; g < GT; ++g) {
-          const float w = scores[g][tok];
+          dot[g] = 0.0f;
 #pragma unroll
           for (int i = 0; i < VEC; ++i)
-            acc[g][i] = fmaf(w, vf[i], acc[g][i]);
+            dot[g] = fmaf(qr[g][i], kf[i], dot[g]);
+#pragma unroll
+          for (int off = TPT / 2; off > 0; off /= 2)
+            dot[g] += __shfl_xor_sync(0xffffffffu, dot[g], off);
         }
+        const int tok = base + u * TOK + slot;
+        if (lane == 0 && tok < n)
+#pragma unroll
+          for (int g = 0; g < GT; ++g)
+            scores[g][tok] = dot[g] * scoreScale;
       }
     }
-  }
-  // Threads of a warp that read different tokens hold the same elements
-  // (lanes TPT apart): fold them, then the warps through shared memory.
+    __syncthreads();
+
+    // Pass 2: per query head, the chunk's max and the weights exp(s - max).
+    for (int g = warp; g < GT; g += kWarps) {
+      float m = -INFINITY;
+      for (int t = wl; t < n; t += 32)
+        m = fmaxf(m, scores[g][t]);
 #pragma unroll
-  for (int g = 0; g < GT; ++g)
+      for (int off = 16; off > 0; off /= 2)
+        m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, off));
+      float sum = 0.0f;
+      for (int t = wl; t < n; t += 32) {
+        const float e = expf(scores[g][t] - m);
+        scores[g][t] = e;
+        sum += e;
+      }
 #pragma unroll
-    for (int i = 0; i < VEC; ++i)
-#pragma unroll
-      for (int off = TPT; off < 32; off *= 2)
-        acc[g][i] += __shfl_xor_sync(0xffffffffu, acc[g][i], off);
-  if (wl < TPT)
+      for (int off = 16; off > 0; off /= 2)
+        sum += __shfl_xor_sync(0xffffffffu, sum, off);
+      if (wl == 0) {
+        chunkMax[g] = m;
+        chunkSum[g] = sum;
+      }
+    }
+    __syncthreads();
+
+    // Pass 3: sum_t p_t v_t.
+    float acc[GT][VEC];
 #pragma unroll
     for (int g = 0; g < GT; ++g)
 #pragma unroll
       for (int i = 0; i < VEC; ++i)
-        warpAcc[warp][g][lane * VEC + i] = acc[g][i];
-  __syncthreads();
-
-  const float vs = p.vScale ? p.vScale[kvh] : 1.0f;
-  for (int idx = threadIdx.x; idx < nh * D; idx += kThreads) {
-    const int g = idx / D, d = idx % D;
-    float s = 0.0f;
+        acc[g][i] = 0.0f;
+    for (int base = 0; base < n; base += TOK * U) {
+      uint4 raw[U];
 #pragma unroll
-    for (int w = 0; w < kWarps; ++w)
-      s += warpAcc[w][g][d];
-    const int64_t row = (int64_t(seq) * p.numHeads + h0 + g) * p.maxSplits + split;
-    p.partOut[row * D + d] = s * vs;
-    if (d == 0) {
-      p.partMax[row] = chunkMax[g];
-      p.partSum[row] = chunkSum[g];
+      for (int u = 0; u < U; ++u) {
+        const int tok = base + u * TOK + slot;
+        raw[u] = tok < n ? *reinterpret_cast<const uint4 *>(rowPtr(vBase, tok))
+                         : make_uint4(0, 0, 0, 0);
+      }
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        const int tok = base + u * TOK + slot;
+        if (tok < n) {
+          float vf[VEC];
+          E::widen(raw[u], vf);
+#pragma unroll
+          for (int g = 0; g < GT; ++g) {
+            const float w = scores[g][tok];
+#pragma unroll
+            for (int i = 0; i < VEC; ++i)
+              acc[g][i] = fmaf(w, vf[i], acc[g][i]);
+          }
+        }
+      }
     }
+    // Threads of a warp that read different tokens hold the same elements
+    // (lanes TPT apart): fold them, then the warps through shared memory.
+#pragma unroll
+    for (int g = 0; g < GT; ++g)
+#pragma unroll
+      for (int i = 0; i < VEC; ++i)
+#pragma unroll
+        for (int off = TPT; off < 32; off *= 2)
+          acc[g][i] += __shfl_xor_sync(0xffffffffu, acc[g][i], off);
+    if (wl < TPT)
+#pragma unroll
+      for (int g = 0; g < GT; ++g)
+#pragma unroll
+        for (int i = 0; i < VEC; ++i)
+          warpAcc[warp][g][lane * VEC + i] = acc[g][i];
+    __syncthreads();
+
+    for (int idx = threadIdx.x; idx < nh * D; idx += kThreads) {
+      const int g = idx / D, d = idx % D;
+      float s = 0.0f;
+#pragma unroll
+      for (int w = 0; w < kWarps; ++w)
+        s += warpAcc[w][g][d];
+      const int64_t row = (int64_t(seq) * p.numHeads + h0 + g) * p.maxSplits + split;
+      p.partOut[row * D + d] = s * vs;
+      if (d == 0) {
+        p.partMax[row] = chunkMax[g];
+        p.partSum[row] = chunkSum[g];
+      }
+    }
+    // The next chunk rewrites scores, chunkMax/chunkSum and warpAcc.
+    __syncthreads();
   }
 }
 
@@ -306,7 +314,41 @@ void launchDecode(KVDType t, int gt, dim3 grid, const DecodeParams &p, cudaStrea
   decodeMergeKernel<D><<<dim3(p.numHeads, grid.z), D, 0, s>>>(p);
 }
 
-int maxSplitsBound(int maxContext) { return std::max(1, (maxContext + kMinChunk - 1) / kMinChunk); }
+/// Splits the workspace holds per (sequence, query head): every split of
+/// maxContext at the launch's chunk, or at the smallest chunk when the
+/// chunk is picked at launch.
+int maxSplitsBound(int maxContext, const DecodeLaunch &launch) {
+  const int chunk = launch.chunk > 0 ? launch.chunk : kMinChunk;
+  return std::max(1, (maxContext + chunk - 1) / chunk);
+}
+
+int multiprocessors() {
+  int dev = 0, sms = 132;
+  if (cudaGetDevice(&dev) == cudaSuccess &&
+      cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
+    sms = 132;
+  return std::max(1, sms);
+}
+
+int headTilesFor(const PagedKV &kv, const AttentionHeads &heads) {
+  const int group = std::max(1, heads.numHeads / std::max(1, kv.kvHeads));
+  const int gt = headTileFor(group);
+  return (group + gt - 1) / gt;
+}
+
+/// Halves the chunk from the largest while the grid would leave the
+/// multiprocessors idle: small batches of short contexts need more,
+/// smaller chunks.
+int pickChunk(const PagedKV &kv, const PagedSequences &seqs, const AttentionHeads &heads) {
+  const int sms = multiprocessors();
+  const int maxCtx = std::max(1, seqs.maxContextLen);
+  const int64_t rows = int64_t(std::max(0, seqs.numSeqs)) * std::max(0, kv.kvHeads) *
+                       headTilesFor(kv, heads);
+  int chunk = kMaxChunk;
+  while (chunk > kMinChunk && rows * ((maxCtx + chunk - 1) / chunk) < 2 * int64_t(sms))
+    chunk /= 2;
+  return chunk;
+}
 
 bool fail(std::string *error, const std::string &msg) {
   if (error)
@@ -316,24 +358,43 @@ bool fail(std::string *error, const std::string &msg) {
 
 } // namespace
 
+DecodeLaunch decodeAttentionFixedLaunch(const PagedKV &kv, const PagedSequences &seqs,
+                                        const AttentionHeads &heads) {
+  DecodeLaunch l;
+  l.chunk = pickChunk(kv, seqs, heads);
+  const int splits = (std::max(1, seqs.maxContextLen) + l.chunk - 1) / l.chunk;
+  const int64_t rows = std::max<int64_t>(1, int64_t(std::max(0, seqs.numSeqs)) *
+                                                std::max(0, kv.kvHeads) * headTilesFor(kv, heads));
+  const int64_t fill = (2 * int64_t(multiprocessors()) + rows - 1) / rows;
+  l.splitBlocks = int32_t(std::min<int64_t>(splits, std::max<int64_t>(1, fill)));
+  return l;
+}
+
 size_t decodeAttentionWorkspaceBytes(const PagedKV &kv, const PagedSequences &seqs,
-                                     const AttentionHeads &heads) {
+                                     const AttentionHeads &heads, const DecodeLaunch &launch) {
   const size_t rows = size_t(std::max(0, seqs.numSeqs)) * size_t(std::max(0, heads.numHeads)) *
-                      size_t(maxSplitsBound(seqs.maxContextLen));
+                      size_t(maxSplitsBound(seqs.maxContextLen, launch));
   return rows * (size_t(std::max(0, kv.headDim)) + 2) * sizeof(float);
 }
 
 bool decodeAttention(const PagedKV &kv, const PagedSequences &seqs, const AttentionHeads &heads,
                      const void *q, void *out, void *workspace, size_t workspaceBytes,
-                     cudaStream_t stream, std::string *error) {
+                     cudaStream_t stream, std::string *error, const DecodeLaunch &launch) {
   std::string e = detail::checkAttentionShapes(kv, seqs, heads, "decode attention");
   if (!e.empty())
     return fail(error, e);
+  if (launch.chunk != 0 && (launch.chunk < kMinChunk || launch.chunk > kMaxChunk ||
+                            (launch.chunk & (launch.chunk - 1)) != 0))
+    return fail(error, "decode attention: chunk " + std::to_string(launch.chunk) +
+                           " is not a power of two in [" + std::to_string(kMinChunk) + ", " +
+                           std::to_string(kMaxChunk) + "]");
+  if (launch.splitBlocks < 0)
+    return fail(error, "decode attention: negative splitBlocks");
   if (seqs.numSeqs == 0)
     return true;
   if (!q || !out)
     return fail(error, "decode attention: q or out is null");
-  const size_t need = decodeAttentionWorkspaceBytes(kv, seqs, heads);
+  const size_t need = decodeAttentionWorkspaceBytes(kv, seqs, heads, launch);
   if (!workspace || workspaceBytes < need)
     return fail(error, "decode attention: workspace of " + std::to_string(workspaceBytes) +
                            " bytes, " + std::to_string(need) + " needed");
@@ -341,18 +402,10 @@ bool decodeAttention(const PagedKV &kv, const PagedSequences &seqs, const Attent
   const int group = heads.numHeads / kv.kvHeads;
   const int gt = headTileFor(group);
   const int headTiles = (group + gt - 1) / gt;
-  // Halve the chunk while the grid would leave the multiprocessors idle:
-  // small batches of short contexts need more, smaller chunks.
-  int dev = 0, sms = 132;
-  if (cudaGetDevice(&dev) == cudaSuccess)
-    cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
   const int maxCtx = std::max(1, seqs.maxContextLen);
-  int chunk = kMaxChunk;
-  auto blocks = [&](int c) {
-    return int64_t(seqs.numSeqs) * kv.kvHeads * headTiles * ((maxCtx + c - 1) / c);
-  };
-  while (chunk > kMinChunk && blocks(chunk) < 2 * int64_t(sms))
-    chunk /= 2;
+  const int chunk = launch.chunk > 0 ? launch.chunk : pickChunk(kv, seqs, heads);
+  const int splitBlocks =
+      launch.splitBlocks > 0 ? launch.splitBlocks : (maxCtx + chunk - 1) / chunk;
 
   DecodeParams p;
   p.k = kv.k;
@@ -365,7 +418,7 @@ bool decodeAttention(const PagedKV &kv, const PagedSequences &seqs, const Attent
   p.blockTable = seqs.blockTable;
   p.q = static_cast<const __nv_bfloat16 *>(q);
   p.out = static_cast<__nv_bfloat16 *>(out);
-  p.maxSplits = maxSplitsBound(seqs.maxContextLen);
+  p.maxSplits = maxSplitsBound(seqs.maxContextLen, launch);
   const size_t rows = size_t(seqs.numSeqs) * heads.numHeads * p.maxSplits;
   p.partOut = static_cast<float *>(workspace);
   p.partMax = p.partOut + rows * kv.headDim;
@@ -381,7 +434,7 @@ bool decodeAttention(const PagedKV &kv, const PagedSequences &seqs, const Attent
   p.maxContext = seqs.maxContextLen;
   p.softmaxScale = 1.0f / std::sqrt(float(kv.headDim));
 
-  const dim3 grid((maxCtx + chunk - 1) / chunk, kv.kvHeads * headTiles, seqs.numSeqs);
+  const dim3 grid(splitBlocks, kv.kvHeads * headTiles, seqs.numSeqs);
   if (kv.headDim == 64)
     launchDecode<64>(kv.dtype, gt, grid, p, stream);
   else

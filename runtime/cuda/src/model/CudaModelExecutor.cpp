@@ -9,6 +9,7 @@
 //===----------------------------------------------------------------------===//
 #include "CudaModelExecutor.h"
 
+#include "DecodeGraphs.h"
 #include "qopt-cuda/Attention.h"
 #include "qopt-cuda/Elementwise.h"
 #include "qopt-cuda/WeightOnlyGemm.h"
@@ -20,6 +21,7 @@
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -58,6 +60,25 @@ struct StepArrays {
           *contextLens = nullptr, *blockTableStart = nullptr, *blockTable = nullptr,
           *logitRows = nullptr;
 };
+
+/// Sizes and launch shapes of one forward pass, fixed before anything is
+/// enqueued: what a captured graph bakes in. Per-step data lives in the
+/// device arrays (StepArrays), never here.
+struct ForwardPlan {
+  int64_t T = 0;                ///< token rows
+  int32_t S = 0;                ///< sequences
+  int32_t decodeSeqs = 0;       ///< leading sequences with one new token
+  int32_t decodeMaxContext = 0; ///< bound of their contexts (the grid)
+  DecodeLaunch decodeLaunch;    ///< zero fields: picked from the batch
+  void *decodeWs = nullptr;
+  size_t decodeWsBytes = 0;
+  int32_t prefillMaxContext = 0, prefillMaxQuery = 0;
+  int64_t logitRows = 0; ///< rows through lm_head
+};
+
+/// cuBLAS's workspace, set once so that GEMMs captured into a graph use it
+/// (the size NVIDIA recommends for Hopper).
+constexpr size_t kBlasWorkspaceBytes = size_t(32) << 20;
 
 bool kvTypeFromName(const std::string &name, KVDType *t) {
   if (name.empty() || name == "bf16")
@@ -129,9 +150,31 @@ struct CudaModelExecutor::Impl {
   size_t decodeWsCap = 0;
   std::vector<uint8_t> staging;
 
+  // Pure decode steps, padded to a bucket (DecodeGraphs.h): the arrays at
+  // fixed offsets of one buffer, a decode workspace and launch shape fixed
+  // per bucket, and the bucket's graph once captured.
+  DecodeGraphLimits padding;
+  DecodeStepLayout padLayout;
+  void *padBuf = nullptr;
+  StepArrays padArrays;
+  std::vector<uint8_t> padStaging;
+  void *padDecodeWs = nullptr;
+  size_t padDecodeWsBytes = 0;
+  int32_t padMaxContext = 0;
+  struct Bucket {
+    DecodeLaunch launch;
+    cudaGraphExec_t graph = nullptr;
+    bool captureFailed = false;
+  };
+  std::map<int32_t, Bucket> buckets;
+  bool graphsEnabled = false;
+  bool graphWarningShown = false;
+  void *blasWs = nullptr;
+
   ~Impl() {
     if (stream)
       cudaStreamSynchronize(stream);
+    dropGraphs();
     for (void *p : allocations)
       cudaFree(p);
     if (blas)
@@ -342,6 +385,7 @@ struct CudaModelExecutor::Impl {
   bool ensureTokens(int64_t T, std::string *error) {
     if (T <= capTokens)
       return true;
+    dropGraphs(); // they hold the old buffers' addresses
     for (void *p : {x, h, qkv, attn, tmp, gateUp, act, gathered})
       release(p);
     const int64_t n = std::max<int64_t>(T, capTokens * 2);
@@ -358,6 +402,7 @@ struct CudaModelExecutor::Impl {
   bool ensureLogitRows(int64_t R, std::string *error) {
     if (R <= capLogitRows)
       return true;
+    dropGraphs();
     release(logits);
     const int64_t n = std::max<int64_t>(R, capLogitRows * 2);
     void *p = nullptr;
@@ -393,10 +438,11 @@ struct CudaModelExecutor::Impl {
     // Keep room for what grows per step (decode workspace, cuBLAS).
     const uint64_t reserve = 256ull << 20;
     const double share = uint64_t(freeB) > reserve ? double(freeB - reserve) : 0.0;
-    int64_t blocks = int64_t(share * opt.gpuMemoryUtilization / double(perBlock));
+    // One block more than the engine gets: the padding rows' (DecodeGraphs.h).
+    int64_t blocks = int64_t(share * opt.gpuMemoryUtilization / double(perBlock)) - 1;
     if (opt.maxBlocks > 0)
       blocks = std::min(blocks, opt.maxBlocks);
-    blocks = std::min<int64_t>(blocks, int64_t(1) << 30);
+    blocks = std::min<int64_t>(blocks, (int64_t(1) << 30) - 1);
     if (blocks < 1) {
       *error = "out of GPU memory for the KV cache: " + mib(freeB) + " free of " + mib(total) +
                " after the weights (" + mib(weightBytes) + "), a block needs " +
@@ -404,17 +450,65 @@ struct CudaModelExecutor::Impl {
       return false;
     }
     numBlocks = int32_t(blocks);
+    padding.padBlock = numBlocks;
     for (size_t i = 0; i < layers.size(); ++i) {
       PagedKV &kv = layers[i].kv;
-      const size_t bytes =
-          size_t(numBlocks) * size_t(blockSize) * size_t(kvHeads * D) * kvElementBytes(kv.dtype);
+      const size_t bytes = size_t(numBlocks + 1) * size_t(blockSize) * size_t(kvHeads * D) *
+                           kvElementBytes(kv.dtype);
       const std::string what = "the KV pool of layer " + std::to_string(i);
       if (!alloc(bytes, &kv.k, what, error) || !alloc(bytes, &kv.v, what, error))
         return false;
-      kv.numBlocks = numBlocks;
+      kv.numBlocks = numBlocks + 1;
       kvBytes += 2 * bytes;
     }
     return true;
+  }
+
+  /// The fixed buffers of padded decode steps, before the KV pool takes
+  /// the free memory: the step arrays for the largest bucket and, per
+  /// bucket, the decode attention launch for contexts up to max_model_len
+  /// and its workspace (the largest of them, shared: steps run one at a
+  /// time). Nothing when max_model_len is unknown.
+  bool allocatePadding(std::string *error) {
+    if (opt.maxModelLen <= 0 || layers.empty())
+      return true;
+    padding.buckets = decodeBuckets(opt.maxNumSeqs);
+    padding.blockSize = blockSize;
+    padding.maxBlocksPerSeq = (opt.maxModelLen + blockSize - 1) / blockSize;
+    padMaxContext = padding.maxBlocksPerSeq * blockSize;
+    const int32_t maxBucket = padding.buckets.back();
+    padLayout = decodeStepLayout(maxBucket, padding.maxBlocksPerSeq);
+    if (!ensureTokens(maxBucket, error) || !ensureLogitRows(maxBucket, error) ||
+        !alloc(padLayout.totalBytes, &padBuf, "decode step arrays", error))
+      return false;
+    uint8_t *base = static_cast<uint8_t *>(padBuf);
+    padArrays.slots = reinterpret_cast<int64_t *>(base + padLayout.slots);
+    padArrays.tokenIds = reinterpret_cast<int32_t *>(base + padLayout.tokenIds);
+    padArrays.positions = reinterpret_cast<int32_t *>(base + padLayout.positions);
+    padArrays.queryStart = reinterpret_cast<int32_t *>(base + padLayout.queryStart);
+    padArrays.contextLens = reinterpret_cast<int32_t *>(base + padLayout.contextLens);
+    padArrays.blockTableStart = reinterpret_cast<int32_t *>(base + padLayout.blockTableStart);
+    padArrays.logitRows = reinterpret_cast<int32_t *>(base + padLayout.logitRows);
+    padArrays.blockTable = reinterpret_cast<int32_t *>(base + padLayout.blockTable);
+    for (int32_t B : padding.buckets) {
+      Bucket &bk = buckets[B];
+      PagedSequences s;
+      s.numSeqs = B;
+      s.maxContextLen = padMaxContext;
+      const AttentionHeads ah = attentionHeads();
+      bk.launch = decodeAttentionFixedLaunch(layers[0].kv, s, ah);
+      padDecodeWsBytes = std::max(padDecodeWsBytes,
+                                  decodeAttentionWorkspaceBytes(layers[0].kv, s, ah, bk.launch));
+    }
+    return alloc(padDecodeWsBytes, &padDecodeWs, "decode attention workspace (graphs)", error);
+  }
+
+  void dropGraphs() {
+    for (auto &[b, bk] : buckets)
+      if (bk.graph) {
+        cudaGraphExecDestroy(bk.graph);
+        bk.graph = nullptr;
+      }
   }
 
   // --- the forward pass --------------------------------------------------------
@@ -562,73 +656,102 @@ struct CudaModelExecutor::Impl {
     return true;
   }
 
-  bool attention(const DeviceLayer &l, const StepBatch &b, const StepArrays &d, size_t layer,
-                 std::string *error) {
-    const int32_t S = b.numSeqs();
-    // Sequences with one new token at the front of the batch (the
-    // scheduler puts running decodes first) take the decode kernel; the
-    // rest, chunked prefills, the prefill kernel (correct for any chunk).
-    int32_t lead = 0;
-    while (lead < S && b.queryStart[size_t(lead + 1)] - b.queryStart[size_t(lead)] == 1)
-      ++lead;
+  AttentionHeads attentionHeads() const {
     AttentionHeads ah;
     ah.numHeads = int32_t(heads);
     ah.qStride = Q + 2 * KV;
     ah.outStride = Q;
+    return ah;
+  }
+
+  bool attention(const DeviceLayer &l, const ForwardPlan &plan, const StepArrays &d,
+                 size_t layer, std::string *error) {
+    const AttentionHeads ah = attentionHeads();
     const std::string where = "layer " + std::to_string(layer) + " attention";
-    if (lead > 0) {
+    if (plan.decodeSeqs > 0) {
       PagedSequences s;
-      s.numSeqs = lead;
+      s.numSeqs = plan.decodeSeqs;
       s.contextLens = d.contextLens;
       s.blockTableStart = d.blockTableStart;
       s.blockTable = d.blockTable;
-      s.maxContextLen = *std::max_element(b.contextLens.begin(), b.contextLens.begin() + lead);
-      const size_t ws = std::max<size_t>(decodeAttentionWorkspaceBytes(l.kv, s, ah), 256);
-      if (!ensure(ws, &decodeWs, &decodeWsCap, "decode attention workspace", error))
-        return false;
-      if (!check(decodeAttention(l.kv, s, ah, qkv, attn, decodeWs, decodeWsCap, stream, error),
+      s.maxContextLen = plan.decodeMaxContext;
+      if (!check(decodeAttention(l.kv, s, ah, qkv, attn, plan.decodeWs, plan.decodeWsBytes, stream,
+                                 error, plan.decodeLaunch),
                  where + " (decode)", error))
         return false;
     }
-    if (lead < S) {
+    if (plan.decodeSeqs < plan.S) {
+      const int32_t lead = plan.decodeSeqs;
       PagedSequences s;
-      s.numSeqs = S - lead;
+      s.numSeqs = plan.S - lead;
       s.contextLens = d.contextLens + lead;
       s.blockTableStart = d.blockTableStart + lead;
       s.blockTable = d.blockTable;
-      s.maxContextLen = *std::max_element(b.contextLens.begin() + lead, b.contextLens.end());
-      int32_t maxQ = 0;
-      for (int32_t i = lead; i < S; ++i)
-        maxQ = std::max(maxQ, b.queryStart[size_t(i + 1)] - b.queryStart[size_t(i)]);
-      if (!check(prefillAttention(l.kv, s, d.queryStart + lead, maxQ, ah, qkv, attn, stream,
-                                  error),
+      s.maxContextLen = plan.prefillMaxContext;
+      if (!check(prefillAttention(l.kv, s, d.queryStart + lead, plan.prefillMaxQuery, ah, qkv,
+                                  attn, stream, error),
                  where + " (prefill)", error))
         return false;
     }
     return true;
   }
 
-  bool run(const StepBatch &b, float *hostLogits, bool allRows, std::string *error) {
-    if (b.empty())
-      return true;
-    const std::string bad = validate(b);
-    if (!bad.empty()) {
-      *error = "CUDA executor: " + bad;
-      return false;
+  /// The plan of a step that runs as it comes (no padding): sequences with
+  /// one new token at the front of the batch (the scheduler puts running
+  /// decodes first) take the decode kernel; the rest, chunked prefills, the
+  /// prefill kernel (correct for any chunk).
+  bool eagerPlan(const StepBatch &b, int64_t logitRows, ForwardPlan *plan, std::string *error) {
+    const int32_t S = b.numSeqs();
+    plan->T = b.numTokens();
+    plan->S = S;
+    int32_t lead = 0;
+    while (lead < S && b.queryStart[size_t(lead + 1)] - b.queryStart[size_t(lead)] == 1)
+      ++lead;
+    plan->decodeSeqs = lead;
+    if (lead > 0) {
+      plan->decodeMaxContext =
+          *std::max_element(b.contextLens.begin(), b.contextLens.begin() + lead);
+      PagedSequences s;
+      s.numSeqs = lead;
+      s.maxContextLen = plan->decodeMaxContext;
+      const size_t ws =
+          std::max<size_t>(decodeAttentionWorkspaceBytes(layers[0].kv, s, attentionHeads()), 256);
+      if (!ensure(ws, &decodeWs, &decodeWsCap, "decode attention workspace", error))
+        return false;
+      plan->decodeWs = decodeWs;
+      plan->decodeWsBytes = decodeWsCap;
     }
-    const int64_t T = b.numTokens();
-    std::vector<int32_t> rows;
-    if (allRows) {
-      for (int32_t t = 0; t < T; ++t)
-        rows.push_back(t);
-    } else {
-      for (int32_t si : b.sampleIndices)
-        rows.push_back(b.queryStart[size_t(si + 1)] - 1);
+    if (lead < S) {
+      plan->prefillMaxContext = *std::max_element(b.contextLens.begin() + lead, b.contextLens.end());
+      for (int32_t i = lead; i < S; ++i)
+        plan->prefillMaxQuery =
+            std::max(plan->prefillMaxQuery, b.queryStart[size_t(i + 1)] - b.queryStart[size_t(i)]);
     }
-    StepArrays d;
-    if (!ensureTokens(T, error) || !ensureLogitRows(int64_t(rows.size()), error) ||
-        !uploadStep(b, rows, &d, error))
-      return false;
+    plan->logitRows = logitRows;
+    return true;
+  }
+
+  /// The plan of a padded decode step of bucket B: every shape fixed by B
+  /// and max_model_len, so the same plan serves every step of the bucket.
+  ForwardPlan bucketPlan(int32_t B) const {
+    ForwardPlan plan;
+    plan.T = B;
+    plan.S = B;
+    plan.decodeSeqs = B;
+    plan.decodeMaxContext = padMaxContext;
+    plan.decodeLaunch = buckets.at(B).launch;
+    plan.decodeWs = padDecodeWs;
+    plan.decodeWsBytes = padDecodeWsBytes;
+    plan.logitRows = B;
+    return plan;
+  }
+
+  /// Every kernel of the forward pass, from the embedding to the logits in
+  /// `logits`, on `stream`. Reads nothing of the host step and never syncs
+  /// (unless QCUDA_SYNC_EACH_OP, which disables graphs), so it can be
+  /// captured into a graph.
+  bool enqueueForward(const ForwardPlan &plan, const StepArrays &d, std::string *error) {
+    const int64_t T = plan.T;
     if (!check(embeddingGather(embedding, embeddingType, V, H, d.tokenIds, T, x, stream, error),
                "embedding", error))
       return false;
@@ -654,7 +777,7 @@ struct CudaModelExecutor::Impl {
       rowsQkv.numHeads = int32_t(heads);
       if (!check(writeRotaryKV(l.kv, rowsQkv, d.positions, d.slots, invFreq, stream, error),
                  where + " rotary + KV write", error) ||
-          !attention(l, b, d, li, error) || !linear(l.o, attn, T, tmp, DType::kBF16, error) ||
+          !attention(l, plan, d, li, error) || !linear(l.o, attn, T, tmp, DType::kBF16, error) ||
           !check(rmsNorm(x, tmp, l.postNorm, T, H, eps, h, stream, error),
                  where + " post-attention norm", error))
         return false;
@@ -667,20 +790,115 @@ struct CudaModelExecutor::Impl {
     }
     if (!check(rmsNorm(x, pending, finalNorm, T, H, eps, h, stream, error), "final norm", error))
       return false;
-    const int64_t R = int64_t(rows.size());
+    const int64_t R = plan.logitRows;
     if (R == 0)
-      return sync(error);
+      return true;
     // The rows that need logits, gathered as an "embedding" of the normed rows.
-    if (!check(embeddingGather(h, EmbeddingType::BF16, T, H, d.logitRows, R, gathered, stream,
-                               error),
-               "gathering the sampled rows", error) ||
-        !linear(lmHead, gathered, R, logits, DType::kF32, error))
-      return false;
-    cudaError_t e = cudaMemcpyAsync(hostLogits, logits, size_t(R * V) * 4,
-                                    cudaMemcpyDeviceToHost, stream);
+    return check(embeddingGather(h, EmbeddingType::BF16, T, H, d.logitRows, R, gathered, stream,
+                                 error),
+                 "gathering the sampled rows", error) &&
+           linear(lmHead, gathered, R, logits, DType::kF32, error);
+  }
+
+  /// Captures bucket B's forward pass into its graph. A failure is not the
+  /// step's: the bucket runs without a graph from then on, said once.
+  void capture(int32_t B, const ForwardPlan &plan) {
+    Bucket &bk = buckets.at(B);
+    std::string why;
+    cudaGraph_t graph = nullptr;
+    cudaError_t e = cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal);
     if (e != cudaSuccess) {
-      *error = std::string("copying the logits back: ") + cudaGetErrorString(e);
+      why = std::string("cudaStreamBeginCapture: ") + cudaGetErrorString(e);
+    } else {
+      const bool ok = enqueueForward(plan, padArrays, &why);
+      e = cudaStreamEndCapture(stream, &graph);
+      if (ok && e != cudaSuccess)
+        why = std::string("cudaStreamEndCapture: ") + cudaGetErrorString(e);
+    }
+    if (why.empty()) {
+      e = cudaGraphInstantiate(&bk.graph, graph, 0);
+      if (e != cudaSuccess) {
+        bk.graph = nullptr;
+        why = std::string("cudaGraphInstantiate: ") + cudaGetErrorString(e);
+      }
+    }
+    if (graph)
+      cudaGraphDestroy(graph);
+    if (why.empty())
+      return;
+    cudaGetLastError(); // the capture's error is not the step's
+    bk.captureFailed = true;
+    if (!graphWarningShown) {
+      graphWarningShown = true;
+      std::fprintf(stderr,
+                   "qopt cuda: warning: capturing the decode step of batch %d as a CUDA graph "
+                   "failed (%s); such steps run without a graph\n",
+                   int(B), why.c_str());
+    }
+  }
+
+  /// A padded decode step: its arrays up in one copy, then its bucket's
+  /// graph (captured on first use) or, graphs off or failed, the same
+  /// kernels enqueued one by one.
+  bool runPadded(const PaddedDecodeStep &p, std::string *error) {
+    const size_t n = packDecodeStep(p, padLayout, &padStaging);
+    cudaError_t e = cudaMemcpyAsync(padBuf, padStaging.data(), n, cudaMemcpyHostToDevice, stream);
+    if (e != cudaSuccess) {
+      *error = std::string("uploading the step arrays: ") + cudaGetErrorString(e);
       return false;
+    }
+    const ForwardPlan plan = bucketPlan(p.bucket);
+    Bucket &bk = buckets.at(p.bucket);
+    if (graphsEnabled && !bk.graph && !bk.captureFailed)
+      capture(p.bucket, plan);
+    if (!bk.graph)
+      return enqueueForward(plan, padArrays, error);
+    e = cudaGraphLaunch(bk.graph, stream);
+    if (e != cudaSuccess) {
+      *error = "launching the decode graph of batch " + std::to_string(p.bucket) + ": " +
+               cudaGetErrorString(e);
+      return false;
+    }
+    return true;
+  }
+
+  bool run(const StepBatch &b, float *hostLogits, bool allRows, std::string *error) {
+    if (b.empty())
+      return true;
+    const std::string bad = validate(b);
+    if (!bad.empty()) {
+      *error = "CUDA executor: " + bad;
+      return false;
+    }
+    const int64_t T = b.numTokens();
+    std::vector<int32_t> rows;
+    if (allRows) {
+      for (int32_t t = 0; t < T; ++t)
+        rows.push_back(t);
+    } else {
+      for (int32_t si : b.sampleIndices)
+        rows.push_back(b.queryStart[size_t(si + 1)] - 1);
+    }
+    const int64_t R = int64_t(rows.size());
+    PaddedDecodeStep padded;
+    if (!allRows && padDecodeStep(b, rows, padding, &padded)) {
+      if (!runPadded(padded, error))
+        return false;
+    } else {
+      StepArrays d;
+      ForwardPlan plan;
+      if (!ensureTokens(T, error) || !ensureLogitRows(R, error) ||
+          !uploadStep(b, rows, &d, error) || !eagerPlan(b, R, &plan, error) ||
+          !enqueueForward(plan, d, error))
+        return false;
+    }
+    if (R > 0) {
+      cudaError_t e = cudaMemcpyAsync(hostLogits, logits, size_t(R * V) * 4,
+                                      cudaMemcpyDeviceToHost, stream);
+      if (e != cudaSuccess) {
+        *error = std::string("copying the logits back: ") + cudaGetErrorString(e);
+        return false;
+      }
     }
     return sync(error);
   }
@@ -728,6 +946,10 @@ std::unique_ptr<CudaModelExecutor> CudaModelExecutor::create(const qrt::Artifact
   impl->device = desc;
   const char *sync = std::getenv("QCUDA_SYNC_EACH_OP");
   impl->syncEachOp = sync && *sync && std::string(sync) != "0";
+  // Read once here. Synchronizing after every op cannot happen in a capture.
+  const char *noGraphs = std::getenv("QCUDA_NO_GRAPHS");
+  const bool envNoGraphs = noGraphs && *noGraphs && std::string(noGraphs) != "0";
+  impl->graphsEnabled = options.cudaGraphs && !envNoGraphs && !impl->syncEachOp;
   cudaError_t e = cudaSetDevice(options.device);
   if (e == cudaSuccess)
     e = cudaStreamCreateWithFlags(&impl->stream, cudaStreamNonBlocking);
@@ -740,11 +962,20 @@ std::unique_ptr<CudaModelExecutor> CudaModelExecutor::create(const qrt::Artifact
     *error = "cublasCreate failed";
     return nullptr;
   }
+  // The workspace after the stream: cublasSetStream resets it to cuBLAS's
+  // own pool, which a graph capture cannot allocate from.
   cublasSetStream(impl->blas, impl->stream);
+  if (!impl->alloc(kBlasWorkspaceBytes, &impl->blasWs, "the cuBLAS workspace", error))
+    return nullptr;
+  if (cublasSetWorkspace(impl->blas, impl->blasWs, kBlasWorkspaceBytes) !=
+      CUBLAS_STATUS_SUCCESS) {
+    *error = "cublasSetWorkspace failed";
+    return nullptr;
+  }
   if (!impl->loadWeights(artifact, error) ||
       !impl->ensureTokens(std::max<int32_t>(options.maxBatchedTokens, 1), error) ||
       !impl->ensureLogitRows(std::max<int32_t>(options.maxBatchedTokens, 1), error) ||
-      !impl->allocateKV(error))
+      !impl->allocatePadding(error) || !impl->allocateKV(error))
     return nullptr;
   return std::unique_ptr<CudaModelExecutor>(new CudaModelExecutor(std::move(impl)));
 }

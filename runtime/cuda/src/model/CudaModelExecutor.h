@@ -7,7 +7,9 @@
 // embedding -> per layer [RMSNorm, qkv GEMM, rotary + KV write, paged
 // attention, o GEMM, residual + RMSNorm, gate_up GEMM, SwiGLU, down GEMM]
 // -> final RMSNorm -> lm_head on the rows that need logits, which come back
-// to the host (the engine samples there). One stream, one thread at a time.
+// to the host (the engine samples there). Pure decode steps are padded to a
+// batch-size bucket and replayed from a CUDA graph captured on the bucket's
+// first step (DecodeGraphs.h). One stream, one thread at a time.
 // docs/cuda.md ("Model executor") says what is validated.
 //
 //===----------------------------------------------------------------------===//
@@ -31,6 +33,16 @@ struct CudaExecutorOptions {
   int64_t maxBlocks = 0;
   /// Largest number of tokens one step carries (sizes the scratch).
   int32_t maxBatchedTokens = 512;
+  /// Longest sequence (prompt + output) the engine lets through. Sizes the
+  /// fixed block tables and decode workspace of the CUDA graphs; 0: decode
+  /// steps are neither padded nor captured.
+  int32_t maxModelLen = 0;
+  /// Most sequences one step holds (the engine's max_num_seqs): the largest
+  /// graph bucket is the first of 1, 2, 4, .., 64 that holds it. 0: 64.
+  int32_t maxNumSeqs = 0;
+  /// Capture pure decode steps as CUDA graphs, one per batch-size bucket
+  /// (QCUDA_NO_GRAPHS=1 in the environment turns them off as well).
+  bool cudaGraphs = true;
   int device = 0;
 };
 
@@ -57,7 +69,8 @@ public:
   bool executeAllLogits(const qrt::serving::StepBatch &batch, float *logits,
                         std::string *error);
 
-  /// Blocks of the device KV pool (the engine's BlockPool must use this).
+  /// Blocks of the device KV pool (the engine's BlockPool must use this);
+  /// the pool holds one more, the padding rows' block.
   int32_t numBlocks() const;
   int32_t blockSize() const;
   /// Bytes of device memory the weights and the KV pool take.
