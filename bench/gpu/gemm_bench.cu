@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <string>
 #include <vector>
 
 namespace {
@@ -165,6 +166,12 @@ void benchW4A16(int64_t N, int64_t K, const std::vector<int64_t> &ms, double hbm
   const int64_t maxM = *std::max_element(ms.begin(), ms.end());
   void *x = deviceAlloc(size_t(maxM * K * 2)), *y = deviceAlloc(size_t(maxM * N * 2));
   fillU16<<<256, 256>>>(static_cast<uint16_t *>(x), size_t(maxM * K), 0x3C00);
+  // Split-K workspace, as the executor gives it (the kernel splits K when
+  // its tiles alone would leave SMs idle).
+  const size_t workBytes = qcuda::weightOnlyGemmWorkspaceBytes(maxM, N);
+  void *work = deviceAlloc(workBytes);
+  int sms = 0;
+  CHECK_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
   // Generic kernels, then the generated ones where this shape has them.
   std::vector<const qcuda::gen::GenKernel *> variants = {nullptr};
   if (const qcuda::gen::GenKernel *g = generatedFor(N, K))
@@ -182,6 +189,11 @@ void benchW4A16(int64_t N, int64_t K, const std::vector<int64_t> &ms, double hbm
         a.yType = qcuda::DType::kBF16;
         a.M = M;
         a.kernel = kernel;
+        a.workspace = work;
+        a.workspaceBytes = workBytes;
+        const int splits = kernel == qcuda::WeightOnlyKernel::kTensorCore
+                               ? qcuda::weightOnlyGemmSplits(M, N, K, workBytes, sms)
+                               : 1;
         bool ok = true;
         const float us = timeUs(
             [&](int i) {
@@ -198,10 +210,12 @@ void benchW4A16(int64_t N, int64_t K, const std::vector<int64_t> &ms, double hbm
           continue;
         }
         const double bytes = double(weightBytes) + 2.0 * M * K + 2.0 * M * N;
-        const char *name = kernel == qcuda::WeightOnlyKernel::kSmallM
-                               ? (gen ? "smallM_generated" : "smallM")
-                               : (gen ? "tensorcore_generated" : "tensorcore");
-        printGemm("w4a16_g128", name, N, K, M, us, bytes, hbm);
+        std::string name = kernel == qcuda::WeightOnlyKernel::kSmallM ? "smallM" : "tensorcore";
+        if (splits > 1)
+          name += "_split" + std::to_string(splits);
+        if (gen)
+          name += "_generated";
+        printGemm("w4a16_g128", name.c_str(), N, K, M, us, bytes, hbm);
       }
     }
   }
@@ -209,6 +223,7 @@ void benchW4A16(int64_t N, int64_t K, const std::vector<int64_t> &ms, double hbm
     cudaFree(p);
   cudaFree(x);
   cudaFree(y);
+  cudaFree(work);
 }
 
 void benchCublas(cublasLtHandle_t lt, int64_t N, int64_t K, const std::vector<int64_t> &ms,

@@ -21,6 +21,7 @@
 #include "qopt/Quant/Quantizer.h"
 #include "qopt-rt/artifact/Artifact.h"
 #include "qopt-rt/artifact/GpuArtifact.h"
+#include "qopt-cuda/gen/AbiVersion.h"
 #include "qopt-rt/half.h"
 #include "qopt-rt/kernels/PackedLayout.h"
 #include "qopt-rt/kernels/gen/Registry.h"
@@ -41,9 +42,6 @@ namespace qopt {
 
 namespace {
 
-/// qopt-cuda/gen/Registry.h's kGenAbiVersion (that header needs the CUDA
-/// headers; the runtime refuses a library of another version anyway).
-constexpr int kCudaGenAbiVersion = 1;
 
 /// How one tensor of weights.bin is produced.
 struct TensorPlan {
@@ -822,7 +820,7 @@ bool Writer::writeCudaKernels(const std::string &dir) {
                                         {"symmetric", g.symmetric},
                                         {"rows", g.rows},
                                         {"cols", g.cols}});
-  kernels_ = llvm::json::Object{{"abi", kCudaGenAbiVersion},
+  kernels_ = llvm::json::Object{{"abi", qcuda::gen::kGenAbiVersion},
                                 {"source", "kernels/kernels.cu"},
                                 {"libraries", llvm::json::Object{{arch, rel}}},
                                 {"key", files.hash},

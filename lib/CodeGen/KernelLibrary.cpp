@@ -3,6 +3,7 @@
 
 #include "qopt-rt/kernels/QGemm.h"
 #include "qopt-rt/kernels/gen/Registry.h"
+#include "qopt-cuda/gen/AbiVersion.h"
 
 #include "mlir/Dialect/EmitC/IR/EmitC.h"
 #include "mlir/IR/Builders.h"
@@ -487,7 +488,8 @@ bool buildCudaKernelLibrary(const std::vector<GemmShape> &plan, const std::strin
   b.sourceName = "kernels.cu";
   b.compiler = nvcc;
   b.what = "CUDA";
-  b.keyPrefix = "qopt-cuda-kernels\n" + compilerIdentity(nvcc);
+  b.keyPrefix = "qopt-cuda-kernels/abi" + std::to_string(qcuda::gen::kGenAbiVersion) + "\n" +
+                compilerIdentity(nvcc);
   b.targets = {arch};
   const std::string virt = "compute_" + arch.substr(3);
   b.argv = [nvcc, include, virt, cc](const std::string &target, const std::string &src,

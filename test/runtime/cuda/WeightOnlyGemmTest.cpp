@@ -16,6 +16,7 @@
 #include "qopt-rt/half.h"
 #include "qopt-rt/kernels/PackedLayout.h"
 
+#include <array>
 #include <cmath>
 #include <random>
 
@@ -39,6 +40,7 @@ struct Case {
   DType xType, yType;
   bool bias;
   WeightOnlyKernel kernel;
+  bool splitK = false; ///< pass a split-K workspace (tensor cores)
 };
 
 std::string caseName(const testing::TestParamInfo<Case> &info) {
@@ -47,7 +49,8 @@ std::string caseName(const testing::TestParamInfo<Case> &info) {
                   (c.f.group ? "g" + std::to_string(c.f.group) : std::string("pc")) + "_" +
                   qcuda::dtypeName(c.xType) + "_to_" + qcuda::dtypeName(c.yType) +
                   (c.bias ? "_bias" : "") +
-                  (c.kernel == WeightOnlyKernel::kSmallM ? "_smallM" : "_tensorcore");
+                  (c.kernel == WeightOnlyKernel::kSmallM ? "_smallM" : "_tensorcore") +
+                  (c.splitK ? "_splitK" : "");
   return s;
 }
 
@@ -106,6 +109,19 @@ void runShape(const Case &c, int64_t M, int64_t N, int64_t K, uint32_t seed) {
   a.yType = c.yType;
   a.M = M;
   a.kernel = c.kernel;
+  // Split-K: a workspace poisoned too (every partial sum used is written).
+  DeviceBuffer dWork(c.splitK ? qcuda::weightOnlyGemmWorkspaceBytes(M, N) : 16);
+  if (c.splitK) {
+    dWork.poison();
+    a.workspace = dWork.get();
+    a.workspaceBytes = dWork.bytes();
+    int sms = 0, dev = 0;
+    ASSERT_EQ(cudaGetDevice(&dev), cudaSuccess);
+    ASSERT_EQ(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev), cudaSuccess);
+    if (M <= 64 && K >= 2048)
+      EXPECT_GT(qcuda::weightOnlyGemmSplits(M, N, K, dWork.bytes(), sms), 1)
+          << "this case is meant to split K";
+  }
   ASSERT_TRUE(qcuda::weightOnlyGemm(a, nullptr, &error)) << error;
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
 
@@ -147,7 +163,11 @@ TEST_P(WeightOnlyGemmTest, MatchesReferenceAtOddShapes) {
   const std::vector<int64_t> ms = c.kernel == WeightOnlyKernel::kSmallM
                                       ? std::vector<int64_t>{1, 7, 16}
                                       : std::vector<int64_t>{1, 7, 33, 257};
-  const int64_t shapes[][2] = {{192, 320}, {320, 576}, {576, 192}};
+  // Split-K cases add a long K (35 k-tiles: 8 splits of 5 leave the last
+  // one empty) to the odd shapes.
+  std::vector<std::array<int64_t, 2>> shapes = {{192, 320}, {320, 576}, {576, 192}};
+  if (c.splitK)
+    shapes.push_back({192, 2240});
   uint32_t seed = 11;
   for (int64_t M : ms)
     for (const auto &nk : shapes)
@@ -166,10 +186,33 @@ std::vector<Case> allCases() {
     out.push_back({{4, 128, false}, DType::kBF16, DType::kBF16, true, k});
     out.push_back({{8, 0, true}, DType::kF16, DType::kF32, true, k});
   }
+  // Split-K (tensor cores with a workspace): plain, with bias, int8 per-channel.
+  out.push_back({{4, 128, false}, DType::kBF16, DType::kF32, false, WeightOnlyKernel::kTensorCore, true});
+  out.push_back({{4, 32, false}, DType::kBF16, DType::kBF16, true, WeightOnlyKernel::kTensorCore, true});
+  out.push_back({{8, 0, true}, DType::kF16, DType::kF32, true, WeightOnlyKernel::kTensorCore, true});
   return out;
 }
 
 INSTANTIATE_TEST_SUITE_P(Formats, WeightOnlyGemmTest, testing::ValuesIn(allCases()), caseName);
+
+// The split-K choice is host arithmetic: tested everywhere.
+TEST(WeightOnlyGemmSplits, SplitsOnlyWhenTilesLeaveSmsIdle) {
+  const size_t big = qcuda::weightOnlyGemmWorkspaceBytes(128, 14336);
+  // 4096 x 4096 at M = 16: 32 tiles on 132 SMs -> ceil(132 / 32) = 5 splits.
+  EXPECT_EQ(qcuda::weightOnlyGemmSplits(16, 4096, 4096, big, 132), 5);
+  // 14336 x 4096 at M = 16: 112 tiles -> 2.
+  EXPECT_EQ(qcuda::weightOnlyGemmSplits(16, 14336, 4096, big, 132), 2);
+  // A full wave already, or M past the split-K range: none.
+  EXPECT_EQ(qcuda::weightOnlyGemmSplits(64, 28672, 4096, big, 132), 1);
+  EXPECT_EQ(qcuda::weightOnlyGemmSplits(256, 4096, 4096, big, 132), 1);
+  // At most 8, and at least 4 k-tiles per split.
+  EXPECT_EQ(qcuda::weightOnlyGemmSplits(1, 128, 14336, big, 132), 8);
+  EXPECT_EQ(qcuda::weightOnlyGemmSplits(1, 128, 512, big, 132), 2);
+  EXPECT_EQ(qcuda::weightOnlyGemmSplits(1, 128, 192, big, 132), 1);
+  // The workspace bounds it; none without one.
+  EXPECT_EQ(qcuda::weightOnlyGemmSplits(16, 4096, 4096, 3 * 16 * 4096 * 4, 132), 3);
+  EXPECT_EQ(qcuda::weightOnlyGemmSplits(16, 4096, 4096, 0, 132), 1);
+}
 
 // Argument checks run before anything touches a device: tested everywhere.
 TEST(WeightOnlyGemmArgs, RefusesBadCallsWithOneLine) {

@@ -6,8 +6,11 @@
 //    16-byte loads and dequantizes in registers (WeightOnlyGemv.cu);
 //  - tensor-core (any M): mma.sync m16n8k16 over 64x128x64 block tiles, a
 //    3-stage cp.async pipeline, weights dequantized from shared memory into
-//    B fragments (WeightOnlyMma.cu).
-// weightOnlyGemm picks by M unless told which.
+//    B fragments (WeightOnlyMma.cu); split over K when the M x N tiles
+//    alone would leave SMs idle and the caller gave a workspace.
+// weightOnlyGemm picks by M unless told which. Both are templates
+// (qopt-cuda/kernels/) that qopt also instantiates per model shape
+// (GpuQuantWeights::special, docs/codegen.md).
 //
 //===----------------------------------------------------------------------===//
 #ifndef QOPT_CUDA_WEIGHTONLYGEMM_H
@@ -40,8 +43,23 @@ struct GpuQuantWeights {
 
 enum class WeightOnlyKernel { kAuto, kSmallM, kTensorCore };
 
-/// Largest M the small-M kernel takes (kAuto uses it up to here).
+/// Largest M the small-M kernel takes.
 constexpr int64_t kSmallMMax = 16;
+/// Largest M kAuto gives the small-M kernel: its dequantization is redone
+/// per row of x on CUDA cores, so beyond M = 2 the tensor-core kernel
+/// (dequantizing once per 64 rows) should win. An estimate from operation
+/// counts, not a measurement yet: bench/gpu/gemm_bench.cu times both.
+constexpr int64_t kSmallMAutoMax = 2;
+/// Split-K: at most this many splits, for M up to kSplitKMaxM.
+constexpr int kSplitKMaxSplits = 8;
+constexpr int64_t kSplitKMaxM = 128;
+
+/// Workspace that lets weightOnlyGemm split K for any M <= maxM and N <=
+/// maxN (fp32 partial sums of every split).
+inline size_t weightOnlyGemmWorkspaceBytes(int64_t maxM, int64_t maxN) {
+  const int64_t m = maxM < kSplitKMaxM ? maxM : kSplitKMaxM;
+  return size_t(kSplitKMaxSplits) * size_t(m) * size_t(maxN) * sizeof(float);
+}
 
 struct WeightOnlyGemmArgs {
   const void *x = nullptr; ///< [M, K] row-major, xType
@@ -52,7 +70,16 @@ struct WeightOnlyGemmArgs {
   DType yType = DType::kBF16;
   int64_t M = 0;
   WeightOnlyKernel kernel = WeightOnlyKernel::kAuto;
+  /// Optional workspace for split-K (weightOnlyGemmWorkspaceBytes); without
+  /// it the tensor-core kernel never splits. Device memory, 16-byte aligned;
+  /// used only by this call (stream order).
+  void *workspace = nullptr;
+  size_t workspaceBytes = 0;
 };
+
+/// Number of K splits weightOnlyGemm would use for this call on `sms`
+/// multiprocessors (1 = none). Exposed for tests and the benchmark.
+int weightOnlyGemmSplits(int64_t M, int64_t N, int64_t K, size_t workspaceBytes, int sms);
 
 /// Enqueues the GEMM on `stream`. False with *error (nothing enqueued) for
 /// bad arguments, or when the launch fails.

@@ -9,10 +9,26 @@
 #include "qopt-cuda/gen/Registry.h"
 #include "qopt-cuda/kernels/WeightOnlyParams.h"
 
+#include <algorithm>
+
 namespace qcuda {
 namespace {
 
 bool aligned16(const void *p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+
+/// Multiprocessors of the current device, asked once per device.
+int multiprocessors() {
+  static int cached[64] = {};
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64)
+    return 0;
+  if (cached[dev] == 0) {
+    int n = 0;
+    if (cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) == cudaSuccess)
+      cached[dev] = n;
+  }
+  return cached[dev];
+}
 
 bool fail(std::string *error, const std::string &what) {
   *error = "weightOnlyGemm: " + what;
@@ -20,6 +36,20 @@ bool fail(std::string *error, const std::string &what) {
 }
 
 } // namespace
+
+int weightOnlyGemmSplits(int64_t M, int64_t N, int64_t K, size_t workspaceBytes, int sms) {
+  constexpr int64_t kTileM = 64, kTileN = 128, kTileK = 64, kMinTilesPerSplit = 4;
+  if (M > kSplitKMaxM || sms <= 0)
+    return 1;
+  const int64_t blocks = ((N + kTileN - 1) / kTileN) * ((M + kTileM - 1) / kTileM);
+  if (blocks >= sms)
+    return 1; // a full wave without splitting
+  int64_t splits = std::min<int64_t>(kSplitKMaxSplits, (sms + blocks - 1) / blocks);
+  splits = std::min<int64_t>(splits, (K / kTileK) / kMinTilesPerSplit);
+  while (splits > 1 && size_t(splits) * size_t(M) * size_t(N) * sizeof(float) > workspaceBytes)
+    --splits;
+  return splits > 1 ? int(splits) : 1;
+}
 
 bool weightOnlyGemm(const WeightOnlyGemmArgs &a, cudaStream_t stream, std::string *error) {
   const GpuQuantWeights &w = a.w;
@@ -44,7 +74,7 @@ bool weightOnlyGemm(const WeightOnlyGemmArgs &a, cudaStream_t stream, std::strin
                            std::to_string(a.M));
   WeightOnlyKernel kernel = a.kernel;
   if (kernel == WeightOnlyKernel::kAuto)
-    kernel = a.M <= kSmallMMax ? WeightOnlyKernel::kSmallM : WeightOnlyKernel::kTensorCore;
+    kernel = a.M <= kSmallMAutoMax ? WeightOnlyKernel::kSmallM : WeightOnlyKernel::kTensorCore;
   if (kernel == WeightOnlyKernel::kSmallM && a.M > kSmallMMax)
     return fail(error, "the small-M kernel takes M <= " + std::to_string(kSmallMMax) +
                            ", got " + std::to_string(a.M));
@@ -61,6 +91,14 @@ bool weightOnlyGemm(const WeightOnlyGemmArgs &a, cudaStream_t stream, std::strin
   p.N = int(geo.rows);
   p.K = int(geo.cols);
   p.groupSize = int(geo.groupSize);
+  p.splitK = 1;
+  p.partial = nullptr;
+  if (kernel == WeightOnlyKernel::kTensorCore && a.workspace) {
+    if (!aligned16(a.workspace))
+      return fail(error, "the split-K workspace must be 16-byte aligned");
+    p.splitK = weightOnlyGemmSplits(a.M, geo.rows, geo.cols, a.workspaceBytes, multiprocessors());
+    p.partial = p.splitK > 1 ? static_cast<float *>(a.workspace) : nullptr;
+  }
   cudaError_t err;
   if (const gen::GenKernel *k = w.special) {
     // A generated kernel has its shape compiled in: it must be this one's.

@@ -12,6 +12,7 @@
 #ifndef QOPT_CUDA_GEN_REGISTRY_H
 #define QOPT_CUDA_GEN_REGISTRY_H
 
+#include "qopt-cuda/gen/AbiVersion.h"
 #include "qopt-cuda/kernels/WeightOnlyParams.h"
 
 #include <cuda_runtime_api.h>
@@ -19,10 +20,6 @@
 #include <cstdint>
 
 namespace qcuda::gen {
-
-/// Bumped whenever GenKernel, GenRegistry or WeightOnlyParams change: a
-/// library built against another version registers nothing.
-constexpr int kGenAbiVersion = 1;
 
 /// Enqueues one specialized kernel; the parameters were validated by
 /// weightOnlyGemm (their shape equals the kernel's).

@@ -13,6 +13,11 @@
 //    so the 8 rows a warp reads fall in distinct banks;
 //  - scales/zeros are read through the read-only cache once per k-tile and
 //    32 columns (groups are multiples of 32 columns).
+//  - split-K (grid.z > 1, when the caller gives a workspace and the M x N
+//    tiles alone would leave SMs idle, e.g. M <= 64 at N = 4096): block z
+//    takes a contiguous range of k-tiles and writes its fp32 partial sums
+//    to partial[z][M][N]; splitKReduce adds the splits in order, the bias,
+//    and converts. Deterministic (no atomics), graph-capturable.
 // A template over the weight description W (WeightOnlyParams.h), like the
 // small-M kernel.
 //
@@ -22,6 +27,8 @@
 
 #include "qopt-cuda/kernels/DeviceUtil.cuh"
 #include "qopt-cuda/kernels/WeightOnlyParams.h"
+
+#include <algorithm>
 
 namespace qcuda::detail::mma {
 
@@ -100,7 +107,10 @@ __global__ void __launch_bounds__(kThreads) mmaKernel(WeightOnlyParams p) {
   const int m0 = blockIdx.y * kBM, n0 = blockIdx.x * kBN;
   const int M = p.M, N = W::rows(p), K = W::cols(p), groupSize = W::groupSize(p);
   const bool hasZeros = W::hasZeros(p);
-  const int kTiles = K / kBK;
+  // This block's k-tiles: all of them, or its split's contiguous range.
+  const int kTilesAll = K / kBK, tilesPerSplit = (kTilesAll + gridDim.z - 1) / gridDim.z;
+  const int ktBegin = min(kTilesAll, int(blockIdx.z) * tilesPerSplit);
+  const int kTiles = min(kTilesAll, ktBegin + tilesPerSplit) - ktBegin;
   const int64_t wordsPerRow = int64_t(K) * Bits / 32;
   const XT *x = static_cast<const XT *>(p.x);
 
@@ -111,7 +121,9 @@ __global__ void __launch_bounds__(kThreads) mmaKernel(WeightOnlyParams p) {
     return reinterpret_cast<uint32_t *>(smem + stage * stageBytes<Bits>() + kBM * kAStride * 2);
   };
 
-  auto loadTile = [&](int kt, int stage) {
+  // it: the block's own k-tile index (0 .. kTiles); kt: the global one.
+  auto loadTile = [&](int it, int stage) {
+    const int kt = ktBegin + it;
     XT *sA = tileA(stage);
 #pragma unroll
     for (int i = 0; i < kBM * kBK / 8 / kThreads; ++i) {
@@ -148,7 +160,8 @@ __global__ void __launch_bounds__(kThreads) mmaKernel(WeightOnlyParams p) {
   }
 
   const float zSym = float(1 << (Bits - 1));
-  for (int kt = 0; kt < kTiles; ++kt) {
+  for (int it = 0; it < kTiles; ++it) {
+    const int kt = ktBegin + it;
     // Scales of this thread's 4 columns for the tile's two 32-column halves;
     // issued before the wait so their latency overlaps it.
     float sc[2][4], zr[2][4];
@@ -166,15 +179,15 @@ __global__ void __launch_bounds__(kThreads) mmaKernel(WeightOnlyParams p) {
 
     cpAsyncWait<kStages - 2>();
     __syncthreads();
-    // The stage refilled here was read in iteration kt - 1, which every
+    // The stage refilled here was read in iteration it - 1, which every
     // thread has finished (the barrier above).
-    const int next = kt + kStages - 1;
+    const int next = it + kStages - 1;
     if (next < kTiles)
       loadTile(next, next % kStages);
     cpAsyncCommit();
 
-    const XT *sA = tileA(kt % kStages);
-    const uint32_t *sB = tileB(kt % kStages);
+    const XT *sA = tileA(it % kStages);
+    const uint32_t *sB = tileB(it % kStages);
 #pragma unroll
     for (int kk = 0; kk < kBK / 16; ++kk) {
       uint32_t a[2][4];
@@ -200,6 +213,27 @@ __global__ void __launch_bounds__(kThreads) mmaKernel(WeightOnlyParams p) {
   }
   cpAsyncWait<0>();
 
+  if (p.partial) {
+    // Split-K: this split's fp32 sums, no bias (splitKReduce adds it once).
+    float *out = p.partial + int64_t(blockIdx.z) * M * N;
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const int n = n0 + warpN * 32 + j * 8 + 2 * t;
+      if (n >= N)
+        continue;
+#pragma unroll
+      for (int i = 0; i < 2; ++i)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const int m = m0 + warpM * 32 + i * 16 + g + 8 * h;
+          if (m < M)
+            *reinterpret_cast<float2 *>(out + int64_t(m) * N + n) =
+                make_float2(acc[i][j][2 * h], acc[i][j][2 * h + 1]);
+        }
+    }
+    return;
+  }
+
   const XT *bias = static_cast<const XT *>(p.bias);
 #pragma unroll
   for (int j = 0; j < 4; ++j) {
@@ -220,11 +254,28 @@ __global__ void __launch_bounds__(kThreads) mmaKernel(WeightOnlyParams p) {
   }
 }
 
+/// y[m, n] = sum over splits of partial[z][m][n] (in split order) + bias.
+template <typename XT>
+__global__ void splitKReduce(const float *partial, int splits, const XT *bias, void *y, int yType,
+                             int M, int N) {
+  const int64_t total = int64_t(M) * N;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    float v = 0.f;
+    for (int z = 0; z < splits; ++z)
+      v += partial[int64_t(z) * total + i];
+    if (bias)
+      v += toF32(bias[i % N]);
+    storeOut(y, i, v, yType);
+  }
+}
+
 } // namespace qcuda::detail::mma
 
 namespace qcuda::detail {
 
-/// Enqueues the tensor-core kernel (any M).
+/// Enqueues the tensor-core kernel (any M); with p.splitK > 1 and
+/// p.partial (splitK * M * N floats), split-K and its reduction.
 template <typename XT, int Bits, class W>
 cudaError_t launchMma(const WeightOnlyParams &p, cudaStream_t stream) {
   using namespace mma;
@@ -235,8 +286,21 @@ cudaError_t launchMma(const WeightOnlyParams &p, cudaStream_t stream) {
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
   if (err != cudaSuccess)
     return err;
-  const dim3 grid(unsigned((W::rows(p) + kBN - 1) / kBN), unsigned((p.M + kBM - 1) / kBM));
-  kernel<<<grid, kThreads, bytes, stream>>>(p);
+  const int splits = p.partial && p.splitK > 1 ? p.splitK : 1;
+  WeightOnlyParams q = p;
+  if (splits == 1)
+    q.partial = nullptr;
+  const dim3 grid(unsigned((W::rows(p) + kBN - 1) / kBN), unsigned((p.M + kBM - 1) / kBM),
+                  unsigned(splits));
+  kernel<<<grid, kThreads, bytes, stream>>>(q);
+  if (splits > 1) {
+    if ((err = cudaGetLastError()) != cudaSuccess)
+      return err;
+    const int64_t total = int64_t(p.M) * W::rows(p);
+    const unsigned blocks = unsigned(std::min<int64_t>((total + 255) / 256, 4096));
+    splitKReduce<XT><<<blocks, 256, 0, stream>>>(p.partial, splits, static_cast<const XT *>(p.bias),
+                                                 p.y, p.yType, p.M, W::rows(p));
+  }
   return cudaGetLastError();
 }
 

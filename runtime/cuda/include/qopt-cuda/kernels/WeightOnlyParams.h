@@ -39,6 +39,11 @@ struct WeightOnlyParams {
   void *y;                ///< [M, N]
   int yType;              ///< DType
   int M, N, K, groupSize; ///< groupSize: effective (per-channel = K)
+  /// Tensor-core kernel only: K split over splitK blocks writing fp32 partial
+  /// sums to `partial` [splitK][M][N], then reduced (MmaKernel.cuh). 1 / null:
+  /// no split.
+  int splitK;
+  float *partial;
 };
 
 /// Shape and zero-point mode read from the parameters.
