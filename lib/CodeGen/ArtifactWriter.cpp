@@ -112,6 +112,11 @@ private:
   /// GPU targets: the weight-only GEMMs specialized and compiled by nvcc
   /// into kernels/<arch>.so (no nvcc: none, with summary.kernelNote).
   bool writeCudaKernels(const std::string &dir);
+  /// Copies a built kernel library (source + one .so per target) into
+  /// <dir>/kernels/ and records it in the manifest and the summary.
+  bool installKernels(const std::string &dir, const std::vector<codegen::GemmShape> &plan,
+                      const codegen::KernelLibraryFiles &files, const std::string &sourceName,
+                      int abi);
   bool writeFiles(const std::string &dir);
   /// The manifest's "target": the ISA and CPU features, plus the device
   /// and compute capability for a GPU target.
@@ -739,16 +744,24 @@ bool Writer::writeKernels(const std::string &dir) {
   std::string err;
   if (!codegen::buildKernelLibraries(plan, isas, options_.kernelBuild, &files, &err))
     return fail("kernel code generation: " + err);
+  return installKernels(dir, plan, files, "kernels.cpp", qrt::kernels::gen::kGenAbiVersion);
+}
+
+bool Writer::installKernels(const std::string &dir, const std::vector<codegen::GemmShape> &plan,
+                            const codegen::KernelLibraryFiles &files, const std::string &sourceName,
+                            int abi) {
   if (auto ec = llvm::sys::fs::create_directories(dir + "/kernels"))
     return fail(dir + "/kernels: cannot create: " + ec.message());
-  if (auto ec = llvm::sys::fs::copy_file(files.sourcePath, dir + "/kernels/kernels.cpp"))
+  if (auto ec = llvm::sys::fs::copy_file(files.sourcePath, dir + "/kernels/" + sourceName))
     return fail(files.sourcePath + ": cannot copy: " + ec.message());
   llvm::json::Object libs;
-  for (const auto &[isa, path] : files.libraries) {
-    const std::string rel = "kernels/" + isa + ".so";
+  std::vector<std::string> targets;
+  for (const auto &[target, path] : files.libraries) {
+    const std::string rel = "kernels/" + target + ".so";
     if (auto ec = llvm::sys::fs::copy_file(path, dir + "/" + rel))
       return fail(path + ": cannot copy: " + ec.message());
-    libs[isa] = rel;
+    libs[target] = rel;
+    targets.push_back(target);
   }
   llvm::json::Array shapes;
   for (const codegen::GemmShape &g : plan)
@@ -757,13 +770,13 @@ bool Writer::writeKernels(const std::string &dir) {
                                         {"symmetric", g.symmetric},
                                         {"rows", g.rows},
                                         {"cols", g.cols}});
-  kernels_ = llvm::json::Object{{"abi", qrt::kernels::gen::kGenAbiVersion},
-                                {"source", "kernels/kernels.cpp"},
+  kernels_ = llvm::json::Object{{"abi", abi},
+                                {"source", "kernels/" + sourceName},
                                 {"libraries", std::move(libs)},
                                 {"key", files.hash},
                                 {"shapes", std::move(shapes)}};
   summary.kernelShapes = plan.size();
-  summary.kernelIsas = isas;
+  summary.kernelIsas = targets;
   summary.kernelCacheHit = files.cacheHit;
   summary.kernelSeconds = files.seconds;
   return true;
@@ -806,30 +819,7 @@ bool Writer::writeCudaKernels(const std::string &dir) {
   std::string err;
   if (!codegen::buildCudaKernelLibrary(plan, arch, options_.kernelBuild, &files, &err))
     return fail("CUDA kernel code generation: " + err);
-  if (auto ec = llvm::sys::fs::create_directories(dir + "/kernels"))
-    return fail(dir + "/kernels: cannot create: " + ec.message());
-  if (auto ec = llvm::sys::fs::copy_file(files.sourcePath, dir + "/kernels/kernels.cu"))
-    return fail(files.sourcePath + ": cannot copy: " + ec.message());
-  const std::string rel = "kernels/" + arch + ".so";
-  if (auto ec = llvm::sys::fs::copy_file(files.libraries[arch], dir + "/" + rel))
-    return fail(files.libraries[arch] + ": cannot copy: " + ec.message());
-  llvm::json::Array shapes;
-  for (const codegen::GemmShape &g : plan)
-    shapes.push_back(llvm::json::Object{{"bits", g.bits},
-                                        {"group_size", g.groupSize},
-                                        {"symmetric", g.symmetric},
-                                        {"rows", g.rows},
-                                        {"cols", g.cols}});
-  kernels_ = llvm::json::Object{{"abi", qcuda::gen::kGenAbiVersion},
-                                {"source", "kernels/kernels.cu"},
-                                {"libraries", llvm::json::Object{{arch, rel}}},
-                                {"key", files.hash},
-                                {"shapes", std::move(shapes)}};
-  summary.kernelShapes = plan.size();
-  summary.kernelIsas = {arch};
-  summary.kernelCacheHit = files.cacheHit;
-  summary.kernelSeconds = files.seconds;
-  return true;
+  return installKernels(dir, plan, files, "kernels.cu", qcuda::gen::kGenAbiVersion);
 }
 
 bool Writer::writeFiles(const std::string &dir) {
