@@ -7,6 +7,8 @@
 //===----------------------------------------------------------------------===//
 #include "qopt-cuda/Elementwise.h"
 
+#include "elementwise/RowMath.cuh"
+
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -15,67 +17,19 @@ namespace {
 
 constexpr int kNormThreads = 256;
 
-/// 8 bf16 <-> 8 floats through one 16-byte word.
-__device__ __forceinline__ void unpack8(const uint4 &v, float *f) {
-  const __nv_bfloat162 *p = reinterpret_cast<const __nv_bfloat162 *>(&v);
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    float2 t = __bfloat1622float2(p[i]);
-    f[2 * i] = t.x;
-    f[2 * i + 1] = t.y;
-  }
-}
-__device__ __forceinline__ uint4 pack8(const float *f) {
-  uint4 v;
-  __nv_bfloat162 *p = reinterpret_cast<__nv_bfloat162 *>(&v);
-#pragma unroll
-  for (int i = 0; i < 4; ++i)
-    p[i] = __floats2bfloat162_rn(f[2 * i], f[2 * i + 1]);
-  return v;
-}
+using rowmath::pack8;
+using rowmath::unpack8;
 
 __global__ void __launch_bounds__(kNormThreads)
     rmsNormKernel(uint4 *x, const uint4 *residual, const float *weight, int64_t vecs, float eps,
                   float dim, uint4 *out) {
   const int64_t row = blockIdx.x;
   uint4 *xr = x + row * vecs;
-  float ss = 0.0f;
-  for (int64_t i = threadIdx.x; i < vecs; i += kNormThreads) {
-    uint4 v = xr[i];
-    float f[8];
-    unpack8(v, f);
-    if (residual) {
-      float r[8];
-      unpack8(residual[row * vecs + i], r);
-#pragma unroll
-      for (int e = 0; e < 8; ++e)
-        f[e] += r[e];
-      v = pack8(f);
-      xr[i] = v;
-      unpack8(v, f); // the norm is of the stored (rounded) stream
-    }
-#pragma unroll
-    for (int e = 0; e < 8; ++e)
-      ss = fmaf(f[e], f[e], ss);
-  }
-  __shared__ float partial[kNormThreads / 32];
-#pragma unroll
-  for (int off = 16; off > 0; off /= 2)
-    ss += __shfl_xor_sync(0xffffffffu, ss, off);
-  if (threadIdx.x % 32 == 0)
-    partial[threadIdx.x / 32] = ss;
-  __syncthreads();
-  float total = 0.0f;
-#pragma unroll
-  for (int w = 0; w < kNormThreads / 32; ++w)
-    total += partial[w];
-  const float inv = 1.0f / sqrtf(total / dim + eps);
+  const float inv = rowmath::rmsInverse<kNormThreads>(xr, residual ? residual + row * vecs : nullptr,
+                                                      vecs, eps, dim);
   for (int64_t i = threadIdx.x; i < vecs; i += kNormThreads) {
     float f[8];
-    unpack8(xr[i], f);
-#pragma unroll
-    for (int e = 0; e < 8; ++e)
-      f[e] = weight[i * 8 + e] * (f[e] * inv);
+    rowmath::normalize8(xr[i], weight, i, inv, f);
     out[row * vecs + i] = pack8(f);
   }
 }
@@ -85,13 +39,9 @@ __global__ void swigluKernel(const uint4 *gu, int64_t rows, int64_t vecs, uint4 
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
        i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t r = i / vecs, c = i % vecs;
-    float g[8], u[8];
-    unpack8(gu[r * 2 * vecs + c], g);
-    unpack8(gu[r * 2 * vecs + vecs + c], u);
-#pragma unroll
-    for (int e = 0; e < 8; ++e)
-      g[e] = g[e] / (1.0f + expf(-g[e])) * u[e];
-    out[i] = pack8(g);
+    float v[8];
+    rowmath::swiglu8(gu[r * 2 * vecs + c], gu[r * 2 * vecs + vecs + c], v);
+    out[i] = pack8(v);
   }
 }
 

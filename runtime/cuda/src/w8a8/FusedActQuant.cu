@@ -8,12 +8,14 @@
 // of a row that is still in L1/L2, and keeps any row width working without
 // a shared-memory row buffer.
 //
-// The fp32 arithmetic is RowKernels.cu's, operation for operation (the
-// fmaf chain of the sum of squares, the shuffle tree, the warp order), so
-// a CPU emulation of it gets the same bits: the tests rely on that.
+// The fp32 arithmetic is RowKernels.cu's: both use elementwise/RowMath.cuh
+// (the fmaf chain of the sum of squares, the shuffle tree, the warp order),
+// so a CPU emulation of it gets the same bits: the tests rely on that.
 //
 //===----------------------------------------------------------------------===//
 #include "qopt-cuda/ActQuant.h"
+
+#include "elementwise/RowMath.cuh"
 
 #include <cuda_bf16.h>
 #include <cuda_fp8.h>
@@ -27,25 +29,6 @@ namespace {
 
 constexpr int kThreads = 256;
 constexpr int kWarps = kThreads / 32;
-
-__device__ __forceinline__ void unpack8(const uint4 &v, float *f) {
-  const __nv_bfloat162 *p = reinterpret_cast<const __nv_bfloat162 *>(&v);
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const float2 t = __bfloat1622float2(p[i]);
-    f[2 * i] = t.x;
-    f[2 * i + 1] = t.y;
-  }
-}
-
-__device__ __forceinline__ uint4 pack8(const float *f) {
-  uint4 v;
-  __nv_bfloat162 *p = reinterpret_cast<__nv_bfloat162 *>(&v);
-#pragma unroll
-  for (int i = 0; i < 4; ++i)
-    p[i] = __floats2bfloat162_rn(f[2 * i], f[2 * i + 1]);
-  return v;
-}
 
 /// Row-wide state of the quantizer: the max |v| and whether a value
 /// makes the row unquantizable (per token: NaN or infinity; static: NaN).
@@ -112,47 +95,17 @@ __global__ void __launch_bounds__(kThreads)
                        float eps, float dim, ActQuantOut o) {
   const int64_t row = blockIdx.x;
   uint4 *xr = x + row * vecs;
-  // Sum of squares, as RowKernels.cu's rmsNormKernel.
-  float ss = 0.0f;
-  for (int64_t i = threadIdx.x; i < vecs; i += kThreads) {
-    uint4 v = xr[i];
-    float f[8];
-    unpack8(v, f);
-    if (residual) {
-      float r[8];
-      unpack8(residual[row * vecs + i], r);
-#pragma unroll
-      for (int e = 0; e < 8; ++e)
-        f[e] += r[e];
-      v = pack8(f);
-      xr[i] = v;
-      unpack8(v, f); // the norm is of the stored (rounded) stream
-    }
-#pragma unroll
-    for (int e = 0; e < 8; ++e)
-      ss = fmaf(f[e], f[e], ss);
-  }
-  __shared__ float partial[kWarps];
-#pragma unroll
-  for (int off = 16; off > 0; off /= 2)
-    ss += __shfl_xor_sync(0xffffffffu, ss, off);
-  if (threadIdx.x % 32 == 0)
-    partial[threadIdx.x / 32] = ss;
-  __syncthreads();
-  float total = 0.0f;
-#pragma unroll
-  for (int w = 0; w < kWarps; ++w)
-    total += partial[w];
-  const float inv = 1.0f / sqrtf(total / dim + eps);
+  const float inv = rowmath::rmsInverse<kThreads>(xr, residual ? residual + row * vecs : nullptr,
+                                                  vecs, eps, dim);
 
   const bool perToken = o.mode == ActScaleMode::kPerToken;
   RowStat stat;
   for (int64_t i = threadIdx.x; i < vecs; i += kThreads) {
     float f[8];
-    unpack8(xr[i], f);
+    rowmath::normalize8(xr[i], weight, i, inv, f);
 #pragma unroll
     for (int e = 0; e < 8; ++e)
-      observe(stat, weight[i * 8 + e] * (f[e] * inv), perToken);
+      observe(stat, f[e], perToken);
   }
   const float scale = rowScale<Fp8>(stat, o);
   if (threadIdx.x == 0)
@@ -160,22 +113,14 @@ __global__ void __launch_bounds__(kThreads)
   uint2 *qr = static_cast<uint2 *>(o.q) + row * vecs;
   for (int64_t i = threadIdx.x; i < vecs; i += kThreads) {
     float f[8];
-    unpack8(xr[i], f);
-#pragma unroll
-    for (int e = 0; e < 8; ++e)
-      f[e] = weight[i * 8 + e] * (f[e] * inv);
+    rowmath::normalize8(xr[i], weight, i, inv, f);
     qr[i] = encode8<Fp8>(f, scale);
   }
 }
 
-/// silu(g) * u for 8 columns, as RowKernels.cu's swigluKernel.
+/// silu(g) * u for the 8 columns of vector i of a fused gate|up row.
 __device__ __forceinline__ void swiglu8(const uint4 *gu, int64_t vecs, int64_t i, float *v) {
-  float u[8];
-  unpack8(gu[i], v);
-  unpack8(gu[vecs + i], u);
-#pragma unroll
-  for (int e = 0; e < 8; ++e)
-    v[e] = v[e] / (1.0f + expf(-v[e])) * u[e];
+  rowmath::swiglu8(gu[i], gu[vecs + i], v);
 }
 
 template <bool Fp8>
