@@ -11,6 +11,12 @@
 // The scale is factored out of each 16-byte vector's dot product:
 //   sum_k (q_k - z) s x_k = s (sum_k q_k x_k - z sum_k x_k)
 // (a vector never crosses a group), so the inner loop is one FMA per code.
+// int4 codes are widened two at a time (one and + or per pair: nibbles c
+// and c + 4 become the bf16 halves of 128 + q, the trick of Marlin and
+// FasterTransformer's converters), about half the integer work of
+// extracting and converting each code; at M = 1 that work, not the
+// loads, is what would otherwise bound the kernel. The 128 comes back out
+// with the zero point; the fp32 cancellation costs ~4 of 24 bits.
 // Blocks along grid.y take 4 rows of x each; their weight reads after the
 // first hit L2.
 //
@@ -54,6 +60,8 @@ __global__ void __launch_bounds__(kWarps * 32, 4) gemvKernel(WeightOnlyParams p)
   const XT *x = static_cast<const XT *>(p.x);
   const uint4 *codes = reinterpret_cast<const uint4 *>(p.codes);
   const float zSym = float(1 << (Bits - 1));
+  // What the int4 path's codes carry on top of their value (see below).
+  constexpr float kCodeBias = Bits == 4 ? 128.f : 0.f;
 
   float acc[kMTile][kRows];
 #pragma unroll
@@ -96,13 +104,29 @@ __global__ void __launch_bounds__(kWarps * 32, 4) gemvKernel(WeightOnlyParams p)
           xsum += f.x + f.y;
         }
 #pragma unroll
-        for (int r = 0; r < kRows; ++r)
+        for (int r = 0; r < kRows; ++r) {
+          if constexpr (Bits == 4) {
+            // Two codes per operation: nibbles c and c + 4 of the word
+            // land in the two bf16 halves of 0x4300 | q = 128 + q (exact),
+            // widened to fp32 by a shift / mask. The 128 is taken out with
+            // the zero point below (dot - (z + 128) * xsum).
+            const uint32_t w = q[r][i];
 #pragma unroll
-          for (int c = 0; c < 8; ++c) {
-            const int code = i * 8 + c;
-            const uint32_t q8 = (q[r][code / kCodesPerWord] >> (Bits * (code % kCodesPerWord))) & kMask;
-            dot[r] = fmaf(codeToF32(q8), xf[c], dot[r]);
+            for (int c = 0; c < 4; ++c) {
+              const uint32_t pair = ((w >> (4 * c)) & 0x000F000Fu) | 0x43004300u;
+              dot[r] = fmaf(__uint_as_float(pair << 16), xf[c], dot[r]);
+              dot[r] = fmaf(__uint_as_float(pair & 0xFFFF0000u), xf[c + 4], dot[r]);
+            }
+          } else {
+#pragma unroll
+            for (int c = 0; c < 8; ++c) {
+              const int code = i * 8 + c;
+              const uint32_t q8 =
+                  (q[r][code / kCodesPerWord] >> (Bits * (code % kCodesPerWord))) & kMask;
+              dot[r] = fmaf(codeToF32(q8), xf[c], dot[r]);
+            }
           }
+        }
       }
       // acc indexed by constants only (a run-time m would put it in local memory).
 #pragma unroll
@@ -110,7 +134,7 @@ __global__ void __launch_bounds__(kWarps * 32, 4) gemvKernel(WeightOnlyParams p)
         if (mm == m) {
 #pragma unroll
           for (int r = 0; r < kRows; ++r)
-            acc[mm][r] = fmaf(s[r], dot[r] - z[r] * xsum, acc[mm][r]);
+            acc[mm][r] = fmaf(s[r], dot[r] - (z[r] + kCodeBias) * xsum, acc[mm][r]);
         }
     }
   }
