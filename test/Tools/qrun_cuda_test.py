@@ -18,7 +18,9 @@ With a GPU (exit 77 otherwise):
     same steps run kernel by kernel (--no-cuda-graphs), at concurrency 8
     and 3 with requests finishing one after another, so batches hit a
     bucket exactly (8, 4, 2, 1) and need padding (7, 6, 5, 3), over
-    contexts that cross block boundaries.
+    contexts that cross block boundaries;
+  - greedy ids sampled on the GPU (the default) equal those sampled on the
+    host from copied-back logits (--host-sampling), in the same runs.
 
 The GPU machine has no qopt (no LLVM/MLIR): --make-bundle DIR writes the
 artifacts and the expected numbers here; --bundle DIR checks them there
@@ -222,18 +224,20 @@ def check_graphs(qrun, bf16, int4, exp):
     for art in (bf16, int4):
         for conc in ("8", "3"):
             got = {}
-            for flag in ([], ["--no-cuda-graphs"]):
+            for flag in ("", "--no-cuda-graphs", "--host-sampling"):
                 out = run([qrun, art, "--device", "cuda", "--prompts", jobs,
-                           "--concurrency", conc] + flag).stdout
-                got[bool(flag)] = [json.loads(l)["token_ids"] for l in out.strip().splitlines()]
-            if got[False] != got[True]:
-                sys.exit(f"FAIL: {os.path.basename(art)} concurrency {conc}: greedy ids with CUDA "
-                         f"graphs {got[False]} differ from --no-cuda-graphs {got[True]}")
-            if [len(ids) for ids in got[False]] != [40, 33, 25, 18, 12, 9, 5, 3]:
+                           "--concurrency", conc] + ([flag] if flag else [])).stdout
+                got[flag] = [json.loads(l)["token_ids"] for l in out.strip().splitlines()]
+            for flag in ("--no-cuda-graphs", "--host-sampling"):
+                if got[flag] != got[""]:
+                    sys.exit(f"FAIL: {os.path.basename(art)} concurrency {conc}: greedy ids by "
+                             f"default {got['']} differ from {flag} {got[flag]}")
+            if [len(ids) for ids in got[""]] != [40, 33, 25, 18, 12, 9, 5, 3]:
                 sys.exit(f"FAIL: {os.path.basename(art)} concurrency {conc}: wrong lengths "
-                         f"{[len(ids) for ids in got[False]]}")
+                         f"{[len(ids) for ids in got['']]}")
     os.unlink(jobs)
-    print("gpu: greedy ids with CUDA graphs = without, bf16 and int4, concurrency 8 and 3")
+    print("gpu: greedy ids with CUDA graphs = without = host sampling, bf16 and int4, "
+          "concurrency 8 and 3")
 
 
 def main():

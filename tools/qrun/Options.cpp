@@ -29,6 +29,8 @@ const char *usage() {
          "  --gpu-memory-utilization F  share of the GPU's free memory for the KV cache (0.9)\n"
          "  --no-cuda-graphs   --device cuda: run decode steps kernel by kernel, not as CUDA\n"
          "                     graphs (same results; QCUDA_NO_GRAPHS=1 does the same)\n"
+         "  --host-sampling    --device cuda: copy the logits back and sample on the host\n"
+         "                     (default: sample on the GPU; seeded draws differ, greedy not)\n"
          "JSONL lines: {\"prompt\": str | \"prompt_ids\": [int], \"max_tokens\", "
          "\"temperature\", \"top_k\", \"top_p\", \"seed\", \"stop\": [str], \"ignore_eos\"}\n";
 }
@@ -206,6 +208,8 @@ bool parseOptions(int argc, char **argv, Options *o, std::string *error) {
       }
     } else if (a == "--no-cuda-graphs") {
       o->cudaGraphs = false;
+    } else if (a == "--host-sampling") {
+      o->hostSampling = true;
     } else if (!a.empty() && a[0] == '-') {
       *error = "unknown option '" + a + "' (see --help)";
       return false;

@@ -45,6 +45,8 @@ struct Options {
   float gpuMemoryUtilization = 0.9f;
   /// --device cuda: pure decode steps replayed as CUDA graphs (--no-cuda-graphs: off).
   bool cudaGraphs = true;
+  /// --device cuda: sample on the host from copied-back logits, not on the GPU.
+  bool hostSampling = false;
 };
 
 /// Parses argv; false with *error (one line) on a bad flag or value.

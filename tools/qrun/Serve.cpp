@@ -116,6 +116,7 @@ bool Runtime::loadCuda(const Options &o, std::string *error) {
   co.maxModelLen = maxModelLen;
   co.maxNumSeqs = maxSeqs;
   co.cudaGraphs = o.cudaGraphs;
+  co.deviceSampling = !o.hostSampling;
   cudaExecutor.reset(create(qcuda::kCudaBackendAbi, artifact.get(), &co, error));
   if (!cudaExecutor)
     return false;

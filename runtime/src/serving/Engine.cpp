@@ -137,10 +137,29 @@ std::vector<RequestOutput> Engine::step() {
   const StepBatch &batch = sched_->schedule();
   if (!batch.empty()) {
     const int32_t vocab = exec_->vocabSize();
-    // No zero fill: the executor writes every row (this can be 100+ MB).
-    logits_.resize(batch.sampleIndices.size() * size_t(vocab));
+    const size_t rows = batch.sampleIndices.size();
+    // An executor that samples where the logits are returns token ids only;
+    // otherwise the logits come here and the host samples.
+    const bool onDevice = exec_->canSampleOnDevice();
+    std::vector<int32_t> drawn;
     std::string err;
-    if (!exec_->execute(batch, logits_.data(), &err)) {
+    bool ok;
+    if (onDevice) {
+      std::vector<SampleSpec> specs(rows);
+      for (size_t r = 0; r < rows; ++r) {
+        const RequestState &st = *reqs_.at(batch.seqIds[size_t(batch.sampleIndices[r])]);
+        specs[r].params = st.params;
+        specs[r].seed = st.seed;
+        specs[r].index = uint64_t(st.numGenerated);
+      }
+      drawn.resize(rows);
+      ok = exec_->executeAndSample(batch, specs, drawn.data(), &err);
+    } else {
+      // No zero fill: the executor writes every row (this can be 100+ MB).
+      logits_.resize(rows * size_t(vocab));
+      ok = exec_->execute(batch, logits_.data(), &err);
+    }
+    if (!ok) {
       if (err.empty())
         err = "unknown error";
       std::vector<RequestId> ids = batch.seqIds; // fail() changes the batch
@@ -148,12 +167,13 @@ std::vector<RequestOutput> Engine::step() {
         fail(id, FinishReason::Error, "model execution failed: " + err);
     } else {
       sched_->completeStep();
-      for (size_t r = 0; r < batch.sampleIndices.size(); ++r) {
+      for (size_t r = 0; r < rows; ++r) {
         RequestId id = batch.seqIds[size_t(batch.sampleIndices[r])];
         RequestState &st = *reqs_.at(id);
-        const float *row = logits_.data() + r * size_t(vocab);
-        int32_t tok = sampleToken(row, vocab, st.params, st.seed,
-                                  uint64_t(st.numGenerated), &scratch_);
+        int32_t tok = onDevice ? drawn[r]
+                               : sampleToken(logits_.data() + r * size_t(vocab), vocab,
+                                             st.params, st.seed, uint64_t(st.numGenerated),
+                                             &scratch_);
         if (tok < 0) {
           fail(id, FinishReason::Error,
                "the model's logits have no finite value at generated token " +

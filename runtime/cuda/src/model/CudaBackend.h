@@ -20,7 +20,7 @@
 namespace qcuda {
 
 /// Bumped whenever CudaBackend, CudaExecutorOptions or the factory change.
-constexpr int kCudaBackendAbi = 2;
+constexpr int kCudaBackendAbi = 3;
 /// File name of the plugin, looked for next to the qrun executable (or at
 /// $QOPT_CUDA_BACKEND).
 constexpr const char *kCudaBackendFile = "libqopt_cuda_backend.so";

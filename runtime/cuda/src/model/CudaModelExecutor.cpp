@@ -12,6 +12,7 @@
 #include "DecodeGraphs.h"
 #include "qopt-cuda/Attention.h"
 #include "qopt-cuda/Elementwise.h"
+#include "qopt-cuda/Sampling.h"
 #include "qopt-cuda/WeightOnlyGemm.h"
 #include "qopt-rt/artifact/GpuArtifact.h"
 #include "qopt-rt/half.h"
@@ -30,6 +31,7 @@ namespace qcuda {
 
 using qrt::ArtifactLinear;
 using qrt::ArtifactTensor;
+using qrt::serving::SampleSpec;
 using qrt::serving::StepBatch;
 
 namespace {
@@ -170,6 +172,11 @@ struct CudaModelExecutor::Impl {
   bool graphsEnabled = false;
   bool graphWarningShown = false;
   void *blasWs = nullptr;
+  // Device sampling: per-row parameters and the drawn ids (grown on demand;
+  // outside any graph).
+  void *sampleBuf = nullptr;
+  size_t sampleCap = 0;
+  std::vector<uint8_t> sampleStaging;
 
   ~Impl() {
     if (stream)
@@ -862,7 +869,57 @@ struct CudaModelExecutor::Impl {
     return true;
   }
 
-  bool run(const StepBatch &b, float *hostLogits, bool allRows, std::string *error) {
+  /// Draws the first R rows of `logits` on the device (qcuda::sampleTokens)
+  /// and copies the R token ids to `tokens`: per-row parameters go up in
+  /// one copy, Philox key = seed, counter = the generated index.
+  bool sampleRows(const std::vector<SampleSpec> &specs, int32_t *tokens, std::string *error) {
+    const size_t R = specs.size();
+    auto a256 = [](size_t n) { return (n + 255) / 256 * 256; };
+    const size_t oTemp = 0, oTopK = oTemp + a256(R * 4), oTopP = oTopK + a256(R * 4),
+                 oSeed = oTopP + a256(R * 4), oStep = oSeed + a256(R * 8),
+                 oTok = oStep + a256(R * 8), total = oTok + a256(R * 4);
+    if (!ensure(total, &sampleBuf, &sampleCap, "sampling parameters", error))
+      return false;
+    sampleStaging.assign(oTok, 0);
+    uint8_t *st = sampleStaging.data();
+    for (size_t r = 0; r < R; ++r) {
+      const float temp = specs[r].params.temperature, topP = specs[r].params.topP;
+      const int32_t topK = specs[r].params.topK;
+      const uint64_t seed = specs[r].seed, step = specs[r].index;
+      std::memcpy(st + oTemp + r * 4, &temp, 4);
+      std::memcpy(st + oTopK + r * 4, &topK, 4);
+      std::memcpy(st + oTopP + r * 4, &topP, 4);
+      std::memcpy(st + oSeed + r * 8, &seed, 8);
+      std::memcpy(st + oStep + r * 8, &step, 8);
+    }
+    uint8_t *d = static_cast<uint8_t *>(sampleBuf);
+    cudaError_t e = cudaMemcpyAsync(d, st, oTok, cudaMemcpyHostToDevice, stream);
+    if (e != cudaSuccess) {
+      *error = std::string("uploading the sampling parameters: ") + cudaGetErrorString(e);
+      return false;
+    }
+    SamplingParamsDevice p;
+    p.temperature = reinterpret_cast<const float *>(d + oTemp);
+    p.topK = reinterpret_cast<const int32_t *>(d + oTopK);
+    p.topP = reinterpret_cast<const float *>(d + oTopP);
+    p.seed = reinterpret_cast<const uint64_t *>(d + oSeed);
+    p.step = reinterpret_cast<const uint64_t *>(d + oStep);
+    int32_t *dTokens = reinterpret_cast<int32_t *>(d + oTok);
+    if (!check(sampleTokens(logits, int32_t(R), int32_t(V), V, p, dTokens, stream, error),
+               "sampling", error))
+      return false;
+    e = cudaMemcpyAsync(tokens, dTokens, R * 4, cudaMemcpyDeviceToHost, stream);
+    if (e != cudaSuccess) {
+      *error = std::string("copying the sampled tokens back: ") + cudaGetErrorString(e);
+      return false;
+    }
+    return true;
+  }
+
+  /// One step: logits of the rows that need them to `hostLogits`, or, with
+  /// `specs`, those rows sampled on the device into `tokens`.
+  bool run(const StepBatch &b, float *hostLogits, bool allRows, std::string *error,
+           const std::vector<SampleSpec> *specs = nullptr, int32_t *tokens = nullptr) {
     if (b.empty())
       return true;
     const std::string bad = validate(b);
@@ -892,7 +949,10 @@ struct CudaModelExecutor::Impl {
           !enqueueForward(plan, d, error))
         return false;
     }
-    if (R > 0) {
+    if (specs && R > 0) {
+      if (!sampleRows(*specs, tokens, error))
+        return false;
+    } else if (R > 0) {
       cudaError_t e = cudaMemcpyAsync(hostLogits, logits, size_t(R * V) * 4,
                                       cudaMemcpyDeviceToHost, stream);
       if (e != cudaSuccess) {
@@ -989,6 +1049,19 @@ std::string CudaModelExecutor::deviceName() const { return impl_->device; }
 
 bool CudaModelExecutor::execute(const StepBatch &batch, float *logits, std::string *error) {
   return impl_->run(batch, logits, /*allRows=*/false, error);
+}
+
+bool CudaModelExecutor::canSampleOnDevice() const { return impl_->opt.deviceSampling; }
+
+bool CudaModelExecutor::executeAndSample(const StepBatch &batch,
+                                         const std::vector<SampleSpec> &rows, int32_t *tokens,
+                                         std::string *error) {
+  if (rows.size() != batch.sampleIndices.size()) {
+    *error = "CUDA executor: " + std::to_string(rows.size()) + " sampling rows for " +
+             std::to_string(batch.sampleIndices.size()) + " sampled sequences";
+    return false;
+  }
+  return impl_->run(batch, nullptr, /*allRows=*/false, error, &rows, tokens);
 }
 
 bool CudaModelExecutor::executeAllLogits(const StepBatch &batch, float *logits,

@@ -7,7 +7,8 @@
 // embedding -> per layer [RMSNorm, qkv GEMM, rotary + KV write, paged
 // attention, o GEMM, residual + RMSNorm, gate_up GEMM, SwiGLU, down GEMM]
 // -> final RMSNorm -> lm_head on the rows that need logits, which come back
-// to the host (the engine samples there). Pure decode steps are padded to a
+// to the host (the engine samples there) or are sampled on the device
+// (executeAndSample: only the token ids come back). Pure decode steps are padded to a
 // batch-size bucket and replayed from a CUDA graph captured on the bucket's
 // first step (DecodeGraphs.h). One stream, one thread at a time.
 // docs/cuda.md ("Model executor") says what is validated.
@@ -43,6 +44,10 @@ struct CudaExecutorOptions {
   /// Capture pure decode steps as CUDA graphs, one per batch-size bucket
   /// (QCUDA_NO_GRAPHS=1 in the environment turns them off as well).
   bool cudaGraphs = true;
+  /// Draw tokens on the device (canSampleOnDevice): only token ids come
+  /// back, not logits. Seeded draws use the device's Philox stream
+  /// (Sampling.h), not the host sampler's. False: the engine samples.
+  bool deviceSampling = true;
   int device = 0;
 };
 
@@ -65,6 +70,11 @@ public:
   int32_t vocabSize() const override;
   bool execute(const qrt::serving::StepBatch &batch, float *logits,
                std::string *error) override;
+  bool canSampleOnDevice() const override;
+  /// lm_head rows -> qcuda::sampleTokens -> the token ids copied back.
+  bool executeAndSample(const qrt::serving::StepBatch &batch,
+                        const std::vector<qrt::serving::SampleSpec> &rows, int32_t *tokens,
+                        std::string *error) override;
   /// Logits of every token of the batch (numTokens() rows): perplexity.
   bool executeAllLogits(const qrt::serving::StepBatch &batch, float *logits,
                         std::string *error);
