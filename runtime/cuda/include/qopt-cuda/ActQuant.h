@@ -65,6 +65,12 @@ bool rmsNormQuant(void *x, const void *residual, const float *weight, int64_t ro
 bool swigluQuant(const void *gateUp, int64_t rows, int64_t inter, const ActQuantOut &out,
                  cudaStream_t stream, std::string *error);
 
+/// bf16 rows [rows, cols] (cols a multiple of 8) quantized as the two
+/// producers above quantize theirs, both modes: for an input no fused
+/// producer writes (attention's output in front of o_proj).
+bool quantizeRows(const void *x, int64_t rows, int64_t cols, const ActQuantOut &out,
+                  cudaStream_t stream, std::string *error);
+
 } // namespace qcuda
 
 #endif // QOPT_CUDA_ACTQUANT_H

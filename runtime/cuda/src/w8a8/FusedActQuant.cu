@@ -148,6 +148,33 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+/// The producer-less case: bf16 rows (e.g. attention's output before
+/// o_proj) quantized as the fused producers quantize theirs.
+template <bool Fp8>
+__global__ void __launch_bounds__(kThreads)
+    quantizeRowsKernel(const uint4 *x, int64_t vecs, ActQuantOut o) {
+  const int64_t row = blockIdx.x;
+  const uint4 *xr = x + row * vecs;
+  const bool perToken = o.mode == ActScaleMode::kPerToken;
+  RowStat stat;
+  for (int64_t i = threadIdx.x; i < vecs; i += kThreads) {
+    float v[8];
+    rowmath::unpack8(xr[i], v);
+#pragma unroll
+    for (int e = 0; e < 8; ++e)
+      observe(stat, v[e], perToken);
+  }
+  const float scale = rowScale<Fp8>(stat, o);
+  if (threadIdx.x == 0)
+    o.scales[row] = scale;
+  uint2 *qr = static_cast<uint2 *>(o.q) + row * vecs;
+  for (int64_t i = threadIdx.x; i < vecs; i += kThreads) {
+    float v[8];
+    rowmath::unpack8(xr[i], v);
+    qr[i] = encode8<Fp8>(v, scale);
+  }
+}
+
 bool fail(std::string *error, const std::string &m) {
   if (error)
     *error = m;
@@ -216,6 +243,22 @@ bool swigluQuant(const void *gateUp, int64_t rows, int64_t inter, const ActQuant
   else
     swigluQuantKernel<false><<<unsigned(rows), kThreads, 0, stream>>>(gu, inter / 8, out);
   return launched(error, "swiglu_quant");
+}
+
+bool quantizeRows(const void *x, int64_t rows, int64_t cols, const ActQuantOut &out,
+                  cudaStream_t stream, std::string *error) {
+  if (!checkCommon("quantize_rows", rows, cols, "width", out, error))
+    return false;
+  if (rows == 0)
+    return true;
+  if (!x)
+    return fail(error, "quantize_rows: x is null");
+  auto *xv = static_cast<const uint4 *>(x);
+  if (out.type == Q8Type::kFp8E4M3)
+    quantizeRowsKernel<true><<<unsigned(rows), kThreads, 0, stream>>>(xv, cols / 8, out);
+  else
+    quantizeRowsKernel<false><<<unsigned(rows), kThreads, 0, stream>>>(xv, cols / 8, out);
+  return launched(error, "quantize_rows");
 }
 
 } // namespace qcuda
