@@ -9,18 +9,24 @@ Without a GPU (every CI run), from ../shared austen-llama-7m:
     nibbles, fp16 scales and zeros at 256-byte aligned offsets), gives back
     the model's safetensors weights within half a quantization step (RTN);
   - qrun refuses the artifact for the CPU in one line ("run it with qrun
-    --device cuda"), and --device cuda says why it cannot run here.
+    --device cuda"), and --device cuda says why it cannot run here;
+  - the int4 artifact carries generated CUDA kernels for sm_90a (when nvcc
+    is here), the bf16 one none.
 With a GPU (exit 77 otherwise):
   - the unquantized (bf16) sm90 artifact reproduces reference.json's greedy
     ids;
-  - the int4 artifact's qrun --perplexity is within 0.5% of qopt -eval-ppl;
+  - the int4 and W8A8 (per-token int8) artifacts' qrun --perplexity is
+    within 0.5% of qopt -eval-ppl;
   - decode steps replayed as CUDA graphs give the same greedy ids as the
     same steps run kernel by kernel (--no-cuda-graphs), at concurrency 8
     and 3 with requests finishing one after another, so batches hit a
     bucket exactly (8, 4, 2, 1) and need padding (7, 6, 5, 3), over
     contexts that cross block boundaries;
   - greedy ids sampled on the GPU (the default) equal those sampled on the
-    host from copied-back logits (--host-sampling), in the same runs.
+    host from copied-back logits (--host-sampling), in the same runs;
+  - qrun runs the int4 artifact's generated GEMMs (kernels/sm_90a.so) for
+    every packed weight, and QRT_NO_CODEGEN=1 (the generic kernels) gives
+    the same greedy ids.
 
 The GPU machine has no qopt (no LLVM/MLIR): --make-bundle DIR writes the
 artifacts and the expected numbers here; --bundle DIR checks them there
@@ -29,6 +35,7 @@ artifacts and the expected numbers here; --bundle DIR checks them there
 import argparse
 import json
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -40,8 +47,8 @@ import numpy as np
 SKIP = 77
 
 
-def run(cmd, check=True):
-    p = subprocess.run(cmd, capture_output=True, text=True)
+def run(cmd, check=True, env=None):
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if check and p.returncode != 0:
         sys.exit(f"FAIL: {' '.join(cmd)} exited {p.returncode}:\n{p.stderr}")
     return p
@@ -106,10 +113,17 @@ def make_bundle(args, out):
     q = ["-wquant=int4", "-method=rtn", "-group-size=128"]
     run([args.qopt, model, *q, "-target=sm90", "-o", int4])
     want = ppl_of(run([args.qopt, model, *q, f"-eval-ppl={text}"]).stdout)
+    # W8A8 (SmoothQuant, per-token int8 activations): the GPU path of
+    # fused quantizing producers + cuBLASLt.
+    calib = os.path.join(args.shared, "data", "text", "austen", "emma.txt")
+    w8 = ["-wquant=w8a8", "-act-quant=per-token", f"-calib={calib}", "-calib-samples=4"]
+    run([args.qopt, model, *w8, "-target=sm90", "-o", os.path.join(out, "austen-w8a8.sm90.qopt")])
+    want_w8 = ppl_of(run([args.qopt, model, *w8, f"-eval-ppl={text}"]).stdout)
     shutil.copy(text, os.path.join(out, "persuasion.txt"))
     ref = json.load(open(os.path.join(model, "reference", "reference.json")))
     json.dump({"prompts": [{"ids": p["ids"], "greedy_ids": p["greedy_ids"]} for p in ref["prompts"]],
-               "int4_ppl_qopt": want}, open(os.path.join(out, "expected.json"), "w"))
+               "int4_ppl_qopt": want, "w8a8_ppl_qopt": want_w8},
+              open(os.path.join(out, "expected.json"), "w"))
     return model, bf16, int4
 
 
@@ -209,8 +223,45 @@ def check_gpu(qrun, bundle):
         sys.exit(f"FAIL: GPU int4 perplexity {ppl:.4f}, qopt -eval-ppl {want:.4f} (> 0.5% apart)")
     print(f"gpu: {len(exp['prompts'])} greedy prompts match reference.json; "
           f"int4 perplexity {ppl:.4f} vs qopt {want:.4f}")
+    w8 = os.path.join(bundle, "austen-w8a8.sm90.qopt")
+    if "w8a8_ppl_qopt" in exp and os.path.isdir(w8):
+        ppl = ppl_of(run([qrun, w8, "--device", "cuda", "--perplexity",
+                          os.path.join(bundle, "persuasion.txt")]).stdout)
+        want = exp["w8a8_ppl_qopt"]
+        if abs(ppl - want) > 0.005 * want:
+            sys.exit(f"FAIL: GPU W8A8 perplexity {ppl:.4f}, qopt -eval-ppl {want:.4f} "
+                     f"(> 0.5% apart)")
+        print(f"gpu: W8A8 (per-token int8) perplexity {ppl:.4f} vs qopt {want:.4f}")
     check_graphs(qrun, bf16, int4, exp)
+    check_generated_kernels(qrun, int4, exp)
     return 0
+
+
+def check_generated_kernels(qrun, int4, exp):
+    """The int4 artifact's generated GEMMs (kernels/sm_90a.so) are used
+    for every packed weight and give what the generic ones give."""
+    man = json.load(open(os.path.join(int4, "manifest.json")))
+    if not man.get("kernels"):
+        print("gpu: the int4 artifact has no generated kernels (no nvcc where it was written)")
+        return
+    pr = exp["prompts"][0]
+    cmd = [qrun, int4, "--device", "cuda", "--token-ids", ",".join(map(str, pr["ids"])),
+           "-n", "24", "--ignore-eos", "--print-ids"]
+    gen = run(cmd)
+    m = re.search(r"kernels: CUDA on .*: generated for sm_90a, (\d+) of (\d+) packed weights",
+                  gen.stderr)
+    if not m or m.group(1) != m.group(2) or m.group(1) == "0":
+        sys.exit(f"FAIL: qrun does not run the generated kernels for every packed weight:\n"
+                 f"{gen.stderr}")
+    generic = run(cmd, env=dict(os.environ, QRT_NO_CODEGEN="1"))
+    if "generic (QRT_NO_CODEGEN is set)" not in generic.stderr:
+        sys.exit(f"FAIL: QRT_NO_CODEGEN=1 did not turn the generated kernels off:\n{generic.stderr}")
+    a = json.loads(gen.stdout.strip().splitlines()[-1])
+    b = json.loads(generic.stdout.strip().splitlines()[-1])
+    if a != b:
+        sys.exit(f"FAIL: greedy ids with generated kernels {a} differ from the generic ones {b}")
+    print(f"gpu: generated kernels on {m.group(1)} packed weights; greedy ids equal the generic "
+          f"kernels'")
 
 
 def check_graphs(qrun, bf16, int4, exp):

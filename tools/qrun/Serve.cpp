@@ -29,7 +29,8 @@ static double secondsSince(Clock::time_point t0) {
 
 std::string kernelsSummary(const Runtime &rt) {
   if (rt.onCuda)
-    return "CUDA on " + rt.cudaExecutor->deviceName();
+    return "CUDA on " + rt.cudaExecutor->deviceName() + ": " +
+           rt.cudaExecutor->kernelsSummary();
   const model::ArtifactModel &m = rt.model;
   const int packed = m.specializedWeights + m.genericWeights;
   if (!m.kernels) {

@@ -20,7 +20,7 @@
 namespace qcuda {
 
 /// Bumped whenever CudaBackend, CudaExecutorOptions or the factory change.
-constexpr int kCudaBackendAbi = 3;
+constexpr int kCudaBackendAbi = 4;
 /// File name of the plugin, looked for next to the qrun executable (or at
 /// $QOPT_CUDA_BACKEND).
 constexpr const char *kCudaBackendFile = "libqopt_cuda_backend.so";
@@ -38,6 +38,7 @@ public:
   virtual uint64_t weightBytes() const = 0;
   virtual uint64_t kvBytes() const = 0;
   virtual std::string deviceName() const = 0;
+  virtual std::string kernelsSummary() const = 0;
 };
 
 } // namespace qcuda

@@ -16,6 +16,7 @@ public:
   uint64_t weightBytes() const override { return x_->weightBytes(); }
   uint64_t kvBytes() const override { return x_->kvBytes(); }
   std::string deviceName() const override { return x_->deviceName(); }
+  std::string kernelsSummary() const override { return x_->kernelsSummary(); }
 
 private:
   std::unique_ptr<qcuda::CudaModelExecutor> x_;

@@ -10,8 +10,11 @@
 #include "CudaModelExecutor.h"
 
 #include "DecodeGraphs.h"
+#include "W8A8Linear.h"
+#include "qopt-cuda/ActQuant.h"
 #include "qopt-cuda/Attention.h"
 #include "qopt-cuda/Elementwise.h"
+#include "qopt-cuda/GenLibrary.h"
 #include "qopt-cuda/Sampling.h"
 #include "qopt-cuda/WeightOnlyGemm.h"
 #include "qopt-rt/artifact/GpuArtifact.h"
@@ -26,6 +29,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <memory>
 
 namespace qcuda {
 
@@ -38,15 +42,17 @@ namespace {
 
 std::string mib(uint64_t bytes) { return std::to_string(bytes >> 20) + " MiB"; }
 
-/// One projection on the device: GPU-packed int4/int8 or a bf16 matrix.
+/// One projection on the device: GPU-packed int4/int8 (weight-only), a
+/// W8A8 linear (8-bit activations, cuBLASLt) or a bf16 matrix.
 struct DeviceLinear {
   std::string name;
   int64_t N = 0, K = 0;
   bool quantized = false;
-  GpuQuantWeights q;         ///< quantized
+  GpuQuantWeights q;         ///< quantized (q.special: the artifact's generated kernel)
   const void *w = nullptr;   ///< bf16 [N, K] (float linears)
   const void *bias = nullptr; ///< bf16 [N] or null (quantized linears only)
-  bool valid() const { return quantized || w; }
+  std::shared_ptr<W8A8Linear> w8a8; ///< W8A8 linears
+  bool valid() const { return quantized || w || w8a8; }
 };
 
 struct DeviceLayer {
@@ -77,6 +83,12 @@ struct ForwardPlan {
   int32_t prefillMaxContext = 0, prefillMaxQuery = 0;
   int64_t logitRows = 0; ///< rows through lm_head
 };
+
+/// Split-K workspace of the weight-only GEMMs: a GEMM splits only while its
+/// tiles (64 x 128) are fewer than the SMs, so splits x M x N stays under
+/// 2 x SMs x 8192 floats: 16 MiB covers 256 SMs (weightOnlyGemmSplits
+/// takes fewer splits if it ever does not).
+constexpr size_t kSplitKWorkspaceBytes = size_t(16) << 20;
 
 /// cuBLAS's workspace, set once so that GEMMs captured into a graph use it
 /// (the size NVIDIA recommends for Hopper).
@@ -172,6 +184,21 @@ struct CudaModelExecutor::Impl {
   bool graphsEnabled = false;
   bool graphWarningShown = false;
   void *blasWs = nullptr;
+  // Split-K partial sums of the weight-only GEMMs: fixed (graph-safe) and
+  // small, since a GEMM splits only when its tiles are fewer than the SMs.
+  void *splitKWs = nullptr;
+  // The artifact's generated GEMM kernels (kernels/sm_XX.so), if any.
+  std::unique_ptr<GenLibrary> genLibrary;
+  std::string genArch;
+  bool genDisabled = false;
+  int genAttached = 0, packedLinears = 0;
+  // W8A8: 8-bit codes and per-row scales of the next W8A8 linear's input
+  // (written by its producer), the int32 product, and the cuBLASLt GEMM.
+  bool anyW8A8 = false;
+  void *xq = nullptr, *w8a8Ws = nullptr;
+  float *xScales = nullptr;
+  int64_t maxW8A8N = 0;
+  std::unique_ptr<W8A8Gemm> w8a8Gemm;
   // Device sampling: per-row parameters and the drawn ids (grown on demand;
   // outside any graph).
   void *sampleBuf = nullptr;
@@ -268,10 +295,14 @@ struct CudaModelExecutor::Impl {
     out->name = l.name;
     out->N = l.outFeatures;
     out->K = l.inFeatures;
-    if (!l.activationQuant.empty()) {
-      *error = "linear '" + l.name + "' quantizes its activations (W8A8), which the CUDA "
-               "executor does not run yet";
-      return false;
+    if (W8A8Linear::isW8A8(l)) {
+      out->w8a8 = std::make_shared<W8A8Linear>();
+      if (!out->w8a8->upload(l, error))
+        return false;
+      anyW8A8 = true;
+      maxW8A8N = std::max(maxW8A8N, l.outFeatures);
+      weightBytes += l.packed ? l.packed->nbytes : 0;
+      return true;
     }
     if (l.format == "f32" || l.format == "bf16") {
       if (l.bias) {
@@ -387,14 +418,83 @@ struct CudaModelExecutor::Impl {
     return true;
   }
 
+  /// Every linear of the model, for passes over all of them.
+  std::vector<DeviceLinear *> allLinears() {
+    std::vector<DeviceLinear *> out = {&lmHead};
+    for (DeviceLayer &l : layers)
+      for (DeviceLinear *d : {&l.qkv, &l.q, &l.k, &l.v, &l.o, &l.gateUp, &l.gate, &l.up, &l.down})
+        if (d->valid())
+          out.push_back(d);
+    return out;
+  }
+
+  /// Opens the artifact's generated kernels for this GPU's architecture
+  /// (manifest kernels.libraries, docs/codegen.md) and points every packed
+  /// linear of a generated shape at its kernel. A library that does not
+  /// load, or is for another architecture or ABI, is an error naming it;
+  /// none in the artifact (or QRT_NO_CODEGEN=1): the generic kernels.
+  bool attachGeneratedKernels(const qrt::Artifact &a, int major, int minor, std::string *error) {
+    genArch = "sm_" + std::to_string(major) + std::to_string(minor) + (major == 9 ? "a" : "");
+    const char *off = std::getenv("QRT_NO_CODEGEN");
+    genDisabled = off && *off && std::string(off) != "0";
+    for (DeviceLinear *d : allLinears())
+      packedLinears += d->quantized;
+    auto it = a.kernelLibraries().find(genArch);
+    if (genDisabled || it == a.kernelLibraries().end())
+      return true;
+    genLibrary = GenLibrary::open(it->second, major * 10 + minor, error);
+    if (!genLibrary)
+      return false;
+    for (DeviceLinear *d : allLinears())
+      if (d->quantized && (d->q.special = genLibrary->find(d->q.format, d->q.geometry,
+                                                           DType::kBF16)))
+        ++genAttached;
+    return true;
+  }
+
+  /// W8A8 linears take 8-bit inputs their producer writes once: the parts
+  /// of an unfused projection must agree on how (and all be W8A8 or none),
+  /// and logits stay fp32 (a float or weight-only lm_head).
+  bool checkW8A8Layout(std::string *error) {
+    if (lmHead.w8a8) {
+      *error = "lm_head '" + lmHead.name + "' quantizes its activations (W8A8); the CUDA "
+               "executor needs fp32 logits from a float or weight-only lm_head";
+      return false;
+    }
+    for (const DeviceLayer &l : layers)
+      for (const std::vector<const DeviceLinear *> &parts :
+           {std::vector<const DeviceLinear *>{&l.q, &l.k, &l.v},
+            std::vector<const DeviceLinear *>{&l.gate, &l.up}}) {
+        if (!parts[0]->valid())
+          continue; // fused
+        for (const DeviceLinear *p : parts) {
+          const bool same =
+              bool(p->w8a8) == bool(parts[0]->w8a8) &&
+              (!p->w8a8 || (p->w8a8->inputSpec(nullptr, nullptr).mode ==
+                                parts[0]->w8a8->inputSpec(nullptr, nullptr).mode &&
+                            p->w8a8->inputSpec(nullptr, nullptr).staticScale ==
+                                parts[0]->w8a8->inputSpec(nullptr, nullptr).staticScale));
+          if (!same) {
+            *error = "linears '" + parts[0]->name + "' and '" + p->name + "' read the same input "
+                     "but quantize it differently; the CUDA executor needs them to agree";
+            return false;
+          }
+        }
+      }
+    return true;
+  }
+
   // --- scratch and the KV pool -----------------------------------------------
 
   bool ensureTokens(int64_t T, std::string *error) {
     if (T <= capTokens)
       return true;
     dropGraphs(); // they hold the old buffers' addresses
-    for (void *p : {x, h, qkv, attn, tmp, gateUp, act, gathered})
+    for (void *p : {x, h, qkv, attn, tmp, gateUp, act, gathered, xq, w8a8Ws,
+                    static_cast<void *>(xScales)})
       release(p);
+    xq = w8a8Ws = nullptr;
+    xScales = nullptr;
     const int64_t n = std::max<int64_t>(T, capTokens * 2);
     auto a = [&](void **p, int64_t cols, const char *what) {
       return alloc(size_t(n * cols * 2), p, std::string("activations (") + what + ")", error);
@@ -403,6 +503,14 @@ struct CudaModelExecutor::Impl {
         !a(&attn, Q, "attention") || !a(&tmp, H, "projection") || !a(&gateUp, 2 * I, "gate_up") ||
         !a(&act, I, "swiglu") || !a(&gathered, H, "sampled rows"))
       return false;
+    if (anyW8A8) {
+      void *sc = nullptr;
+      if (!alloc(size_t(n * std::max({H, I, Q})), &xq, "W8A8 activations", error) ||
+          !alloc(size_t(n) * 4, &sc, "W8A8 activation scales", error) ||
+          !alloc(size_t(n * maxW8A8N) * 4, &w8a8Ws, "the W8A8 GEMM workspace", error))
+        return false;
+      xScales = static_cast<float *>(sc);
+    }
     capTokens = n;
     return true;
   }
@@ -520,6 +628,17 @@ struct CudaModelExecutor::Impl {
 
   // --- the forward pass --------------------------------------------------------
 
+  /// RMSNorm of x (+ the pending residual) as the input of `consumer`: bf16
+  /// rows in h, or a W8A8 consumer's 8-bit codes and scales (fused).
+  bool normFor(const DeviceLinear &consumer, const void *pending, const float *weight, int64_t T,
+               const std::string &what, std::string *error) {
+    if (consumer.w8a8)
+      return check(rmsNormQuant(x, pending, weight, T, H, eps,
+                                consumer.w8a8->inputSpec(xq, xScales), stream, error),
+                   what, error);
+    return check(rmsNorm(x, pending, weight, T, H, eps, h, stream, error), what, error);
+  }
+
   /// Reports a failed enqueue, or (QCUDA_SYNC_EACH_OP=1) a fault in `what`.
   bool check(bool ok, const std::string &what, std::string *error) {
     if (!ok) {
@@ -534,8 +653,23 @@ struct CudaModelExecutor::Impl {
     return true;
   }
 
+  /// y = linear(x). A W8A8 linear reads the 8-bit input in xq / xScales:
+  /// written by its producer when `inputPrepared` (normFor, the SwiGLU),
+  /// else quantized here from the bf16 `in`.
   bool linear(const DeviceLinear &l, const void *in, int64_t M, void *out, DType yType,
-              std::string *error) {
+              std::string *error, bool inputPrepared = false) {
+    if (l.w8a8) {
+      if (yType != DType::kBF16) {
+        *error = "GEMM '" + l.name + "': W8A8 linears write bf16";
+        return false;
+      }
+      if (!inputPrepared &&
+          !check(quantizeRows(in, M, l.K, l.w8a8->inputSpec(xq, xScales), stream, error),
+                 "quantizing the input of '" + l.name + "'", error))
+        return false;
+      return check(l.w8a8->run(*w8a8Gemm, xq, xScales, M, out, w8a8Ws, stream, error),
+                   "GEMM '" + l.name + "'", error);
+    }
     if (l.quantized) {
       WeightOnlyGemmArgs a;
       a.x = in;
@@ -545,6 +679,8 @@ struct CudaModelExecutor::Impl {
       a.y = out;
       a.yType = yType;
       a.M = M;
+      a.workspace = splitKWs;
+      a.workspaceBytes = kSplitKWorkspaceBytes;
       return check(weightOnlyGemm(a, stream, error), "GEMM '" + l.name + "'", error);
     }
     const float alpha = 1.f, beta = 0.f;
@@ -565,10 +701,11 @@ struct CudaModelExecutor::Impl {
   /// Unfused projections write their parts side by side into one row,
   /// each through `scratch` (free at that point, [M, largest part]).
   bool linearParts(const std::vector<const DeviceLinear *> &parts, const void *in, int64_t M,
-                   void *out, int64_t rowElems, void *scratch, std::string *error) {
+                   void *out, int64_t rowElems, void *scratch, std::string *error,
+                   bool inputPrepared = false) {
     int64_t col = 0;
     for (const DeviceLinear *p : parts) {
-      if (!linear(*p, in, M, scratch, DType::kBF16, error))
+      if (!linear(*p, in, M, scratch, DType::kBF16, error, inputPrepared))
         return false;
       cudaError_t e = cudaMemcpy2DAsync(static_cast<uint16_t *>(out) + col, size_t(rowElems) * 2,
                                         scratch, size_t(p->N) * 2, size_t(p->N) * 2, size_t(M),
@@ -768,11 +905,12 @@ struct CudaModelExecutor::Impl {
     for (size_t li = 0; li < layers.size(); ++li) {
       const DeviceLayer &l = layers[li];
       const std::string where = "layer " + std::to_string(li);
-      if (!check(rmsNorm(x, pending, l.inNorm, T, H, eps, h, stream, error), where + " input norm",
-                 error))
+      if (!normFor(l.qkv.valid() ? l.qkv : l.q, pending, l.inNorm, T, where + " input norm",
+                   error))
         return false;
-      if (!(l.qkv.valid() ? linear(l.qkv, h, T, qkv, DType::kBF16, error)
-                          : linearParts({&l.q, &l.k, &l.v}, h, T, qkv, Q + 2 * KV, attn, error)))
+      if (!(l.qkv.valid()
+                ? linear(l.qkv, h, T, qkv, DType::kBF16, error, /*inputPrepared=*/true)
+                : linearParts({&l.q, &l.k, &l.v}, h, T, qkv, Q + 2 * KV, attn, error, true)))
         return false;
       QKVRows rowsQkv;
       rowsQkv.data = qkv;
@@ -785,13 +923,19 @@ struct CudaModelExecutor::Impl {
       if (!check(writeRotaryKV(l.kv, rowsQkv, d.positions, d.slots, invFreq, stream, error),
                  where + " rotary + KV write", error) ||
           !attention(l, plan, d, li, error) || !linear(l.o, attn, T, tmp, DType::kBF16, error) ||
-          !check(rmsNorm(x, tmp, l.postNorm, T, H, eps, h, stream, error),
-                 where + " post-attention norm", error))
+          !normFor(l.gateUp.valid() ? l.gateUp : l.gate, tmp, l.postNorm, T,
+                   where + " post-attention norm", error))
         return false;
-      if (!(l.gateUp.valid() ? linear(l.gateUp, h, T, gateUp, DType::kBF16, error)
-                             : linearParts({&l.gate, &l.up}, h, T, gateUp, 2 * I, act, error)) ||
-          !check(swiglu(gateUp, T, I, act, stream, error), where + " SwiGLU", error) ||
-          !linear(l.down, act, T, tmp, DType::kBF16, error))
+      if (!(l.gateUp.valid()
+                ? linear(l.gateUp, h, T, gateUp, DType::kBF16, error, /*inputPrepared=*/true)
+                : linearParts({&l.gate, &l.up}, h, T, gateUp, 2 * I, act, error, true)))
+        return false;
+      const bool swigluOk =
+          l.down.w8a8 ? swigluQuant(gateUp, T, I, l.down.w8a8->inputSpec(xq, xScales), stream,
+                                    error)
+                      : swiglu(gateUp, T, I, act, stream, error);
+      if (!check(swigluOk, where + " SwiGLU", error) ||
+          !linear(l.down, act, T, tmp, DType::kBF16, error, /*inputPrepared=*/true))
         return false;
       pending = tmp;
     }
@@ -1032,8 +1176,16 @@ std::unique_ptr<CudaModelExecutor> CudaModelExecutor::create(const qrt::Artifact
     *error = "cublasSetWorkspace failed";
     return nullptr;
   }
-  if (!impl->loadWeights(artifact, error) ||
-      !impl->ensureTokens(std::max<int32_t>(options.maxBatchedTokens, 1), error) ||
+  if (!impl->loadWeights(artifact, error) || !impl->checkW8A8Layout(error) ||
+      !impl->attachGeneratedKernels(artifact, p.major, p.minor, error) ||
+      !impl->alloc(kSplitKWorkspaceBytes, &impl->splitKWs, "the split-K workspace", error))
+    return nullptr;
+  if (impl->anyW8A8) {
+    impl->w8a8Gemm = std::make_unique<W8A8Gemm>();
+    if (!impl->w8a8Gemm->init(error))
+      return nullptr;
+  }
+  if (!impl->ensureTokens(std::max<int32_t>(options.maxBatchedTokens, 1), error) ||
       !impl->ensureLogitRows(std::max<int32_t>(options.maxBatchedTokens, 1), error) ||
       !impl->allocatePadding(error) || !impl->allocateKV(error))
     return nullptr;
@@ -1046,6 +1198,22 @@ int32_t CudaModelExecutor::blockSize() const { return impl_->blockSize; }
 uint64_t CudaModelExecutor::weightBytes() const { return impl_->weightBytes; }
 uint64_t CudaModelExecutor::kvBytes() const { return impl_->kvBytes; }
 std::string CudaModelExecutor::deviceName() const { return impl_->device; }
+
+std::string CudaModelExecutor::kernelsSummary() const {
+  const Impl &m = *impl_;
+  std::string w8a8;
+  if (m.anyW8A8)
+    w8a8 = "; W8A8 linears through cuBLASLt";
+  if (m.packedLinears == 0)
+    return "no weight-only packed weights" + w8a8;
+  if (!m.genLibrary)
+    return std::string("generic (") +
+           (m.genDisabled ? "QRT_NO_CODEGEN is set"
+                          : "the artifact has no generated kernels for " + m.genArch) +
+           ")" + w8a8;
+  return "generated for " + m.genArch + ", " + std::to_string(m.genAttached) + " of " +
+         std::to_string(m.packedLinears) + " packed weights" + w8a8;
+}
 
 bool CudaModelExecutor::execute(const StepBatch &batch, float *logits, std::string *error) {
   return impl_->run(batch, logits, /*allRows=*/false, error);

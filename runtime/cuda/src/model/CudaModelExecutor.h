@@ -87,6 +87,9 @@ public:
   uint64_t weightBytes() const;
   uint64_t kvBytes() const;
   /// "NVIDIA H100 80GB HBM3 (sm90, 9.0)".
+  /// Which GEMM kernels run: "generated for sm_90a, 64 of 64 packed
+  /// weights", or "generic (...)" saying why.
+  std::string kernelsSummary() const;
   std::string deviceName() const;
 
   struct Impl;
