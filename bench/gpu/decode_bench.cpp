@@ -1,20 +1,24 @@
 //===- decode_bench.cpp - decode steps of the CUDA model executor ----------===//
 //
-// Times CudaModelExecutor::execute on decode steps (one new token per
-// sequence) of a GPU artifact, normally synth_gpu_artifact.py's Llama-3-8B
-// INT4 with random weights: batch 1..64 sequences at a fixed context, the
-// whole step as qrun pays it (host validation, one upload, every kernel,
-// lm_head for every sequence, logits copied back). One JSON object per line:
-// time_us per step, tokens/s, bytes = weights + the KV read, GB/s against
-// that. The KV pool's contents are whatever the allocation holds: the
-// attention reads the same bytes either way.
+// Times CudaModelExecutor::executeAndSample on decode steps (one new token
+// per sequence) of a GPU artifact, normally synth_gpu_artifact.py's
+// Llama-3-8B INT4 with random weights: batch 1..64 sequences at a fixed
+// context, the whole step as qrun pays it (host validation, one upload, the
+// bucket's CUDA graph, lm_head for every sequence, greedy ids drawn on the
+// device and copied back). One JSON object per line: time_us per step,
+// tokens/s, bytes = weights + the KV read, GB/s against that. The KV pool's
+// contents are whatever the allocation holds: the attention reads the same
+// bytes either way. --graphs 0 runs the same padded steps kernel by kernel.
 //   decode_bench ART.qopt [--batches 1,8,16,32,64] [--context 1024] [--steps 20]
+//                [--graphs 1]
 //
 //===----------------------------------------------------------------------===//
 #include "CudaModelExecutor.h"
 
+#include "qopt-rt/serving/Executor.h"
 #include "qopt-rt/serving/StepBatch.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -25,11 +29,12 @@
 int main(int argc, char **argv) {
   if (argc < 2) {
     std::fprintf(stderr, "usage: decode_bench ART.qopt [--batches 1,8,32,64] [--context N] "
-                         "[--steps N]\n");
+                         "[--steps N] [--graphs 0|1]\n");
     return 1;
   }
   std::string path = argv[1], batchesArg = "1,8,16,32,64";
   int context = 1024, steps = 20;
+  bool graphs = true;
   for (int i = 2; i + 1 < argc; i += 2) {
     std::string a = argv[i];
     if (a == "--batches")
@@ -38,6 +43,8 @@ int main(int argc, char **argv) {
       context = std::atoi(argv[i + 1]);
     else if (a == "--steps")
       steps = std::atoi(argv[i + 1]);
+    else if (a == "--graphs")
+      graphs = std::atoi(argv[i + 1]) != 0;
     else {
       std::fprintf(stderr, "decode_bench: unknown option %s\n", a.c_str());
       return 1;
@@ -66,6 +73,13 @@ int main(int argc, char **argv) {
   qcuda::CudaExecutorOptions opt;
   opt.maxBlocks = int64_t(maxBatch) * perSeq + 1;
   opt.maxBatchedTokens = maxBatch;
+  // As qrun runs it: decode steps padded to a bucket and replayed as CUDA
+  // graphs (they need max_model_len and the largest batch), greedy tokens
+  // drawn on the device (only the ids come back).
+  opt.maxModelLen = perSeq * blockSize;
+  opt.maxNumSeqs = maxBatch;
+  opt.cudaGraphs = graphs;
+  opt.deviceSampling = true;
   auto t0 = std::chrono::steady_clock::now();
   auto exec = qcuda::CudaModelExecutor::create(*artifact, opt, &error);
   if (!exec) {
@@ -90,9 +104,13 @@ int main(int argc, char **argv) {
   const double embeddingBytes = double(c.vocabSize) * double(c.hiddenSize) * 2.0;
   const double weightRead = double(exec->weightBytes()) - embeddingBytes;
 
-  std::vector<float> logits;
+  std::vector<int32_t> tokens;
+  std::vector<qrt::serving::SampleSpec> greedy;
   for (int B : batches) {
-    logits.assign(size_t(B) * size_t(exec->vocabSize()), 0.f);
+    tokens.assign(size_t(B), -1);
+    greedy.assign(size_t(B), qrt::serving::SampleSpec());
+    for (auto &g : greedy)
+      g.params.temperature = 0.f;
     double total = 0;
     int timed = 0;
     for (int s = 0; s < steps; ++s) {
@@ -115,7 +133,7 @@ int main(int argc, char **argv) {
       b.queryStart.push_back(B);
       b.blockTableStart.push_back(int32_t(b.blockTable.size()));
       auto t = std::chrono::steady_clock::now();
-      if (!exec->execute(b, logits.data(), &error)) {
+      if (!exec->executeAndSample(b, greedy, tokens.data(), &error)) {
         std::fprintf(stderr, "decode_bench: batch %d step %d: %s\n", B, s, error.c_str());
         return 1;
       }
@@ -129,9 +147,11 @@ int main(int argc, char **argv) {
     const double us = total / timed;
     const double bytes = weightRead + double(B) * double(context + steps / 2) * kvPerTokenAll;
     const double flops = 2.0 * params * double(B);
-    std::printf("{\"name\": \"decode_step\", \"shape\": \"%s B=%d ctx=%d\", \"batch\": %d, "
+    std::printf("{\"name\": \"decode_step\", \"graphs\": %s, \"shape\": \"%s B=%d ctx=%d\", "
+                "\"batch\": %d, "
                 "\"context\": %d, \"time_us\": %.1f, \"tokens_per_s\": %.1f, \"bytes\": %.0f, "
                 "\"flops\": %.0f, \"GB/s\": %.1f, \"TFLOP/s\": %.2f}\n",
+                graphs ? "true" : "false",
                 c.numLayers == 32 && c.hiddenSize == 4096 ? "llama3-8b-int4" : "model", B,
                 context, B, context, us, double(B) * 1e6 / us, bytes, flops, bytes / us / 1e3,
                 flops / us / 1e6);
