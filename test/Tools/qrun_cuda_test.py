@@ -78,8 +78,10 @@ def safetensors_f32(path, name):
 
 
 def decode_gpu_blob(blob, n, k, bits, group, symmetric):
-    """docs/artifact.md: codes [N][K*bits/32] u32 (column 8j+i in nibble i),
-    scales [G][N] f16, zeros [G][N] f16, each at a 256-byte aligned offset."""
+    """docs/artifact.md: codes [N][K*bits/32] u32 (4-bit: columns 8j+0,2,4,6
+    in nibbles 0..3, 8j+1,3,5,7 in nibbles 4..7; 8-bit: column 4j+i in byte
+    i), scales [G][N] f16, zeros [G][N] f16, each at a 256-byte aligned
+    offset."""
     align = lambda x: (x + 255) // 256 * 256
     g = k if group == 0 else group
     groups = (k + g - 1) // g
@@ -87,7 +89,10 @@ def decode_gpu_blob(blob, n, k, bits, group, symmetric):
     words = np.frombuffer(blob[:codes_bytes], np.uint32).reshape(n, k * bits // 32)
     per = 32 // bits
     shifts = (np.arange(per, dtype=np.uint32) * bits)
-    codes = ((words[:, :, None] >> shifts) & ((1 << bits) - 1)).reshape(n, k).astype(np.float32)
+    slots = ((words[:, :, None] >> shifts) & ((1 << bits) - 1))  # [n, words, slot]
+    if bits == 4:  # slot p holds column 2p (p < 4) or 2(p-4)+1: back to column order
+        slots = slots[:, :, [0, 4, 1, 5, 2, 6, 3, 7]]
+    codes = slots.reshape(n, k).astype(np.float32)
     so = align(codes_bytes)
     scales = np.frombuffer(blob[so:so + groups * n * 2], np.float16).reshape(groups, n).T.astype(np.float32)
     if symmetric:

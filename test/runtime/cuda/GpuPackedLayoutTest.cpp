@@ -52,12 +52,15 @@ RefData makeRef(int64_t N, int64_t K, int bits, int group, bool sym, uint32_t se
   return d;
 }
 
-// The layout as documented: row n's word j holds columns j*(32/bits) + i at
-// bit offset bits*i; scales/zeros are [groups][N].
+// The layout as documented: row n's word j holds columns j*(32/bits) + i;
+// 8-bit: column i at bit offset 8i; 4-bit: even columns 2p in nibbles p =
+// 0..3, odd columns 2p+1 in nibbles p + 4; scales/zeros are [groups][N].
 uint32_t unpackCode(const qcuda::GpuPackedHost &p, int64_t n, int64_t k) {
   const int bits = p.format.bits, perWord = 32 / bits;
   const uint32_t word = p.codes[size_t(n * (p.geometry.cols * bits / 32) + k / perWord)];
-  return (word >> (bits * (k % perWord))) & ((1u << bits) - 1);
+  const int i = int(k % perWord);
+  const int slot = bits == 8 ? i : (i % 2 == 0 ? i / 2 : 4 + i / 2);
+  return (word >> (bits * slot)) & ((1u << bits) - 1);
 }
 
 struct Case {

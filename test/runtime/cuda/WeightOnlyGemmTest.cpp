@@ -118,9 +118,10 @@ void runShape(const Case &c, int64_t M, int64_t N, int64_t K, uint32_t seed) {
     int sms = 0, dev = 0;
     ASSERT_EQ(cudaGetDevice(&dev), cudaSuccess);
     ASSERT_EQ(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev), cudaSuccess);
-    if (M <= 64 && K >= 2048)
+    if (M <= 64 && K >= 2048) {
       EXPECT_GT(qcuda::weightOnlyGemmSplits(M, N, K, dWork.bytes(), sms), 1)
           << "this case is meant to split K";
+    }
   }
   ASSERT_TRUE(qcuda::weightOnlyGemm(a, nullptr, &error)) << error;
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);

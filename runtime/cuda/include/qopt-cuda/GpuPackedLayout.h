@@ -8,8 +8,12 @@
 //
 // Layout (docs/cuda.md, "Packed layout"):
 //   codes  [N][K * bits / 32] uint32, row-major: word j of row n holds the
-//          codes of columns 8j..8j+7 (4-bit, nibble i = column 8j+i) or
-//          4j..4j+3 (8-bit, byte i = column 4j+i), unsigned.
+//          codes of columns 8j..8j+7 (4-bit) or 4j..4j+3 (8-bit, byte i =
+//          column 4j+i), unsigned. 4-bit nibbles are interleaved: nibble p
+//          holds column 8j + 2p for p < 4 and 8j + 2(p-4) + 1 for p >= 4,
+//          so (word >> 4t) & 0x000F000F puts the codes of columns 2t and
+//          2t+1 in the two 16-bit halves: the pair an mma.sync B fragment
+//          takes, widened in one and+or (kGpuNibbleColumn).
 //   scales [groups][N] fp16 bits, group-major: a tile of rows reads one
 //          contiguous run per group.
 //   zeros  [groups][N] fp16 bits (integers), asymmetric formats only;
@@ -31,6 +35,11 @@ struct RefQuantMatrix;
 }
 
 namespace qcuda {
+
+/// Column (within its word's 8) of the code in 4-bit nibble p.
+constexpr int kGpuNibbleColumn[8] = {0, 2, 4, 6, 1, 3, 5, 7};
+/// Nibble that holds column c (within its word's 8): the inverse.
+constexpr int kGpuColumnNibble[8] = {0, 4, 1, 5, 2, 6, 3, 7};
 
 /// Bit width, group size and zero points of a GPU-packed matrix.
 struct GpuQuantFormat {

@@ -76,7 +76,9 @@ bool packForGpu(const qrt::kernels::RefQuantMatrix &ref, GpuPackedHost *out,
                  std::to_string(format.bits) + " bits";
         return false;
       }
-      rowWords[k / perWord] |= c << (format.bits * (k % perWord));
+      // 4-bit: nibbles interleaved (kGpuColumnNibble, see the header).
+      const int slot = format.bits == 4 ? kGpuColumnNibble[k % 8] : int(k % perWord);
+      rowWords[k / perWord] |= c << (format.bits * slot);
     }
     for (int64_t gi = 0; gi < G; ++gi) {
       const std::string where =

@@ -12,7 +12,8 @@
 //   sum_k (q_k - z) s x_k = s (sum_k q_k x_k - z sum_k x_k)
 // (a vector never crosses a group), so the inner loop is one FMA per code.
 // int4 codes are widened two at a time (one and + or per pair: nibbles c
-// and c + 4 become the bf16 halves of 128 + q, the trick of Marlin and
+// and c + 4, columns 2c and 2c + 1, become the bf16 halves of 128 + q,
+// the trick of Marlin and
 // FasterTransformer's converters), about half the integer work of
 // extracting and converting each code; at M = 1 that work, not the
 // loads, is what would otherwise bound the kernel. The 128 comes back out
@@ -106,16 +107,17 @@ __global__ void __launch_bounds__(kWarps * 32, 4) gemvKernel(WeightOnlyParams p)
 #pragma unroll
         for (int r = 0; r < kRows; ++r) {
           if constexpr (Bits == 4) {
-            // Two codes per operation: nibbles c and c + 4 of the word
-            // land in the two bf16 halves of 0x4300 | q = 128 + q (exact),
+            // Two codes per operation: nibbles c and c + 4 of the word,
+            // columns 2c and 2c + 1 (interleaved, GpuPackedLayout.h), land
+            // in the two bf16 halves of 0x4300 | q = 128 + q (exact),
             // widened to fp32 by a shift / mask. The 128 is taken out with
             // the zero point below (dot - (z + 128) * xsum).
             const uint32_t w = q[r][i];
 #pragma unroll
             for (int c = 0; c < 4; ++c) {
               const uint32_t pair = ((w >> (4 * c)) & 0x000F000Fu) | 0x43004300u;
-              dot[r] = fmaf(__uint_as_float(pair << 16), xf[c], dot[r]);
-              dot[r] = fmaf(__uint_as_float(pair & 0xFFFF0000u), xf[c + 4], dot[r]);
+              dot[r] = fmaf(__uint_as_float(pair << 16), xf[2 * c], dot[r]);
+              dot[r] = fmaf(__uint_as_float(pair & 0xFFFF0000u), xf[2 * c + 1], dot[r]);
             }
           } else {
 #pragma unroll

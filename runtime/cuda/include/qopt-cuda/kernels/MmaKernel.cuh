@@ -1,6 +1,6 @@
 //===- MmaKernel.cuh - W4A16 / W8A16 on the tensor cores (mma.sync) -*- CUDA -*-===//
 //
-// A plain, well-known structure first (Marlin-like tricks come later):
+// A plain, well-known structure (Marlin's permuted tiles and wgmma later):
 //  - block tile 64 (M) x 128 (N) x 64 (K), 8 warps as 2 x 4, warp tile
 //    32 x 32 = 2 x 4 mma.sync.m16n8k16 (fp16/bf16 in, fp32 accumulate);
 //  - a 3-stage cp.async pipeline global -> shared for x and the packed
@@ -9,7 +9,9 @@
 //    conflicts); B fragments built per thread: the 4 codes a thread's
 //    fragment needs (k = 2t, 2t+1, 2t+8, 2t+9 of row g) are unpacked from
 //    two 32-bit words of shared memory, dequantized (q - z) * s in fp32
-//    and rounded to the activation type. Code rows are padded by 16 bytes
+//    and rounded to the activation type; int4 two codes per and+or thanks
+//    to the layout's interleaved nibbles (dequantFragment). Code rows are
+//    padded by 16 bytes
 //    so the 8 rows a warp reads fall in distinct banks;
 //  - scales/zeros are read through the read-only cache once per k-tile and
 //    32 columns (groups are multiples of 32 columns).
@@ -80,20 +82,31 @@ __device__ __forceinline__ void mma16816(float (&c)[4], const uint32_t (&a)[4],
                : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
 
-/// The codes of k = 2t, 2t+1 (low word) and 2t+8, 2t+9 (high word) of one
-/// 16-column step `kk` in a row of the B tile.
-template <int Bits>
-__device__ __forceinline__ void fragmentCodes(const uint32_t *row, int kk, int t, uint32_t (&q)[4]) {
+/// The B fragment (k = 2t, 2t+1 in b0; 2t+8, 2t+9 in b1) of one 16-column
+/// step `kk` in a row of the B tile, dequantized (q - z) * s in fp32 and
+/// rounded to XT. `zs` = (128 + z) * s (int4 only).
+template <typename XT, int Bits>
+__device__ __forceinline__ void dequantFragment(const uint32_t *row, int kk, int t, float s,
+                                                float z, float zs, uint32_t (&b)[2]) {
   if constexpr (Bits == 4) {
-    const uint32_t lo = row[kk * 2], hi = row[kk * 2 + 1];
-    const int sh = 8 * t;
-    q[0] = (lo >> sh) & 15u, q[1] = (lo >> (sh + 4)) & 15u;
-    q[2] = (hi >> sh) & 15u, q[3] = (hi >> (sh + 4)) & 15u;
+    // Interleaved nibbles (GpuPackedLayout.h): (word >> 4t) & 0x000F000F
+    // holds the codes of k = 2t and 2t+1; or-ing 0x4300 makes each half the
+    // bf16 of 128 + q, widened to fp32 by a shift or a mask. Then
+    // (128 + q) s - (128 + z) s is exact in fp32 (<= 19 significant bits):
+    // the same (q - z) s as the 8-bit path, rounded once to XT.
+    const uint32_t lo = ((row[kk * 2] >> (4 * t)) & 0x000F000Fu) | 0x43004300u;
+    const uint32_t hi = ((row[kk * 2 + 1] >> (4 * t)) & 0x000F000Fu) | 0x43004300u;
+    b[0] = packPair(fmaf(__uint_as_float(lo << 16), s, -zs),
+                    fmaf(__uint_as_float(lo & 0xFFFF0000u), s, -zs), XT());
+    b[1] = packPair(fmaf(__uint_as_float(hi << 16), s, -zs),
+                    fmaf(__uint_as_float(hi & 0xFFFF0000u), s, -zs), XT());
   } else {
     const uint32_t lo = row[kk * 4 + t / 2], hi = row[kk * 4 + 2 + t / 2];
     const int sh = 16 * (t % 2);
-    q[0] = (lo >> sh) & 255u, q[1] = (lo >> (sh + 8)) & 255u;
-    q[2] = (hi >> sh) & 255u, q[3] = (hi >> (sh + 8)) & 255u;
+    b[0] = packPair((codeToF32((lo >> sh) & 255u) - z) * s,
+                    (codeToF32((lo >> (sh + 8)) & 255u) - z) * s, XT());
+    b[1] = packPair((codeToF32((hi >> sh) & 255u) - z) * s,
+                    (codeToF32((hi >> (sh + 8)) & 255u) - z) * s, XT());
   }
 }
 
@@ -164,7 +177,7 @@ __global__ void __launch_bounds__(kThreads) mmaKernel(WeightOnlyParams p) {
     const int kt = ktBegin + it;
     // Scales of this thread's 4 columns for the tile's two 32-column halves;
     // issued before the wait so their latency overlaps it.
-    float sc[2][4], zr[2][4];
+    float sc[2][4], zr[2][4], zs[2][4];
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
       const int64_t grp = (kt * kBK + h * 32) / groupSize;
@@ -174,6 +187,7 @@ __global__ void __launch_bounds__(kThreads) mmaKernel(WeightOnlyParams p) {
         const bool ok = n < N;
         sc[h][j] = ok ? halfBitsToF32(__ldg(p.scales + grp * N + n)) : 0.f;
         zr[h][j] = ok && hasZeros ? halfBitsToF32(__ldg(p.zeros + grp * N + n)) : zSym;
+        zs[h][j] = (128.f + zr[h][j]) * sc[h][j]; // exact: int4's dequantFragment
       }
     }
 
@@ -197,13 +211,9 @@ __global__ void __launch_bounds__(kThreads) mmaKernel(WeightOnlyParams p) {
                              (lane / 16) * 8);
       uint32_t b[4][2];
 #pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        uint32_t q[4];
-        fragmentCodes<Bits>(sB + (warpN * 32 + j * 8 + g) * BT::kStride, kk, t, q);
-        const float s = sc[kk / 2][j], z = zr[kk / 2][j];
-        b[j][0] = packPair((codeToF32(q[0]) - z) * s, (codeToF32(q[1]) - z) * s, XT());
-        b[j][1] = packPair((codeToF32(q[2]) - z) * s, (codeToF32(q[3]) - z) * s, XT());
-      }
+      for (int j = 0; j < 4; ++j)
+        dequantFragment<XT, Bits>(sB + (warpN * 32 + j * 8 + g) * BT::kStride, kk, t,
+                                  sc[kk / 2][j], zr[kk / 2][j], zs[kk / 2][j], b[j]);
 #pragma unroll
       for (int i = 0; i < 2; ++i)
 #pragma unroll
