@@ -57,6 +57,8 @@ public:
   bool init(std::string *error);
   /// Enqueues y = (xq . wq^T) * xScales[m] * wScales[n] + bias. K must be a
   /// multiple of 16 (cuBLASLt's 8-bit kernels). FP8 needs sm_89 or newer.
+  /// xq, wq and accum may be offsets into larger buffers: cuBLASLt is told
+  /// their actual alignment (its kernels need 4 bytes for INT8, 16 for FP8).
   bool run(const W8A8GemmArgs &args, cudaStream_t stream, std::string *error);
 
 private:

@@ -43,6 +43,16 @@ struct LtDescs {
   }
 };
 
+/// The largest power of two (up to cuBLASLt's default assumption, 256)
+/// dividing the address.
+uint32_t pointerAlignment(const void *p) {
+  const uintptr_t v = reinterpret_cast<uintptr_t>(p);
+  uint32_t a = 256;
+  while (a > 1 && v % a != 0)
+    a /= 2;
+  return a;
+}
+
 } // namespace
 
 W8A8Gemm::~W8A8Gemm() {
@@ -95,8 +105,13 @@ bool W8A8Gemm::run(const W8A8GemmArgs &a, cudaStream_t stream, std::string *erro
     return false;
   }
   const cublasOperation_t opT = CUBLAS_OP_T, opN = CUBLAS_OP_N;
-  cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_TRANSA, &opT, sizeof(opT));
-  cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_TRANSB, &opN, sizeof(opN));
+  if ((st = cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_TRANSA, &opT,
+                                           sizeof(opT))) != CUBLAS_STATUS_SUCCESS ||
+      (st = cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_TRANSB, &opN,
+                                           sizeof(opN))) != CUBLAS_STATUS_SUCCESS) {
+    *error = ltError("cublasLtMatmulDescSetAttribute (transposes)", st);
+    return false;
+  }
   if ((st = cublasLtMatrixLayoutCreate(&d.a, inType, uint64_t(a.K), uint64_t(a.N), a.K)) !=
           CUBLAS_STATUS_SUCCESS ||
       (st = cublasLtMatrixLayoutCreate(&d.b, inType, uint64_t(a.K), uint64_t(a.M), a.K)) !=
@@ -110,8 +125,29 @@ bool W8A8Gemm::run(const W8A8GemmArgs &a, cudaStream_t stream, std::string *erro
     *error = ltError("cublasLtMatmulPreferenceCreate", st);
     return false;
   }
-  cublasLtMatmulPreferenceSetAttribute(d.pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
-                                       &workspaceBytes_, sizeof(workspaceBytes_));
+  // The heuristic assumes 256-byte aligned matrices unless told otherwise:
+  // give it each pointer's real alignment, so that a caller passing an
+  // offset into a larger buffer gets an algorithm that can read it.
+  const uint32_t alignA = pointerAlignment(a.wq), alignB = pointerAlignment(a.xq),
+                 alignC = pointerAlignment(a.accum);
+  if ((st = cublasLtMatmulPreferenceSetAttribute(d.pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                                 &workspaceBytes_, sizeof(workspaceBytes_))) !=
+          CUBLAS_STATUS_SUCCESS ||
+      (st = cublasLtMatmulPreferenceSetAttribute(d.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES,
+                                                 &alignA, sizeof(alignA))) !=
+          CUBLAS_STATUS_SUCCESS ||
+      (st = cublasLtMatmulPreferenceSetAttribute(d.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+                                                 &alignB, sizeof(alignB))) !=
+          CUBLAS_STATUS_SUCCESS ||
+      (st = cublasLtMatmulPreferenceSetAttribute(d.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES,
+                                                 &alignC, sizeof(alignC))) !=
+          CUBLAS_STATUS_SUCCESS ||
+      (st = cublasLtMatmulPreferenceSetAttribute(d.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES,
+                                                 &alignC, sizeof(alignC))) !=
+          CUBLAS_STATUS_SUCCESS) {
+    *error = ltError("cublasLtMatmulPreferenceSetAttribute", st);
+    return false;
+  }
   auto lt = static_cast<cublasLtHandle_t>(handle_);
   cublasLtMatmulHeuristicResult_t heur{};
   int found = 0;
