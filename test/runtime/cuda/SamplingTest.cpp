@@ -100,6 +100,13 @@ TEST(DeviceSampling, GreedyIsTheHostArgmax) {
         row[i] = NAN;
     if (r == 3) // no finite logit: -1
       std::fill(row.begin(), row.end(), -INFINITY);
+    if (r == 4) { // -0 and +0 tie at the maximum: the lower id wins
+      for (float &x : row)
+        x = -std::fabs(x) - 1.0f;
+      row[300] = -0.0f;
+      row[200] = 0.0f;
+      row[100] = -0.0f;
+    }
     int32_t best = -1;
     for (int i = 0; i < vocab; ++i)
       if (row[i] > -INFINITY && (best < 0 || row[i] > row[best]))

@@ -27,8 +27,12 @@ constexpr int kThreads = 1024;
 constexpr int kWarps = kThreads / 32;
 
 /// Order-preserving map of a float to uint32 (larger float, larger key).
+/// -0 maps to +0's key: the two compare equal, so, as on the host, they tie
+/// (greedy takes the lower id; top-k keeps both at the boundary).
 __device__ __forceinline__ uint32_t orderedKey(float f) {
-  const uint32_t b = __float_as_uint(f);
+  uint32_t b = __float_as_uint(f);
+  if (b == 0x80000000u)
+    b = 0;
   return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
 }
 
