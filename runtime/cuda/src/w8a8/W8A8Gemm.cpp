@@ -152,10 +152,14 @@ bool W8A8Gemm::run(const W8A8GemmArgs &a, cudaStream_t stream, std::string *erro
   cublasLtMatmulHeuristicResult_t heur{};
   int found = 0;
   st = cublasLtMatmulAlgoGetHeuristic(lt, d.op, d.a, d.b, d.c, d.c, d.pref, 1, &heur, &found);
+  if (st == CUBLAS_STATUS_SUCCESS && found > 0)
+    st = heur.state; // the returned algorithm is usable only when this is SUCCESS
   if (st != CUBLAS_STATUS_SUCCESS || found == 0) {
     *error = std::string("W8A8Gemm: cuBLASLt has no ") + (isInt ? "INT8" : "FP8 E4M3") +
              " algorithm for M=" + std::to_string(a.M) + " N=" + std::to_string(a.N) +
-             " K=" + std::to_string(a.K) + " on this device (FP8 needs sm_89+), status " +
+             " K=" + std::to_string(a.K) + " with operands aligned to " +
+             std::to_string(alignA) + "/" + std::to_string(alignB) + "/" +
+             std::to_string(alignC) + " bytes on this device (FP8 needs sm_89+), status " +
              std::to_string(int(st));
     return false;
   }
