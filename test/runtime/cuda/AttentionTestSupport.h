@@ -149,7 +149,9 @@ struct KVCodecRef {
     case KVDType::I8:
       return 0.5 * scale;
     case KVDType::FP8E4M3:
-      return (a * 0x1p-4 + 0x1p-10) * scale;
+      // Half an e4m3 step: 2^-4 relative to x itself (the scale cancels),
+      // or half the smallest subnormal (2^-10) in scaled units.
+      return a * 0x1p-4 + 0x1p-10 * scale;
     }
     return 0;
   }

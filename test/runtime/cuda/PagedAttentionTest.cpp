@@ -361,6 +361,27 @@ TEST(PagedPrefillAttention, MatchesReferenceWithChunksStartingMidBlock) {
   runPrefill({{16, 7}}, 64, 4, 4, KVDType::FP8E4M3, seed++);
 }
 
+/// The reference codec's rounding bound (what the KV-write test allows)
+/// holds for every pool type over the scales and ranges the tests use; runs
+/// without a device.
+TEST(KVCodecRef, RoundTripStaysInsideTheRoundingBound) {
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<float> val(-3.0f, 3.0f);
+  for (KVDType type : kAllTypes)
+    for (float scale : {0.01f, 0.025f, 0.03125f, 1.0f / 127, 1.0f / 400}) {
+      SCOPED_TRACE(std::string("kv ") + kvName(type) + " scale " + std::to_string(scale));
+      const KVCodecRef codec{type};
+      uint8_t bytes[2];
+      for (int i = 0; i < 20000; ++i) {
+        // Inside the no-saturation range of int8 (127 steps) and fp8 (448).
+        const float x = std::max(-120.0f * scale, std::min(120.0f * scale, val(rng)));
+        codec.store(bytes, x, scale);
+        ASSERT_LE(std::fabs(codec.load(bytes, scale) - x), codec.roundingBound(x, scale))
+            << "x " << x;
+      }
+    }
+}
+
 TEST(RotaryKVWrite, RotatesQAndWritesKVThroughTheSlotMapping) {
   QCUDA_REQUIRE_DEVICE();
   uint32_t seed = 200;
@@ -448,10 +469,14 @@ TEST(RotaryKVWrite, RotatesQAndWritesKVThroughTheSlotMapping) {
       for (int t = 0; t < T; ++t)
         for (int64_t i = Q; i < stride; ++i)
           ASSERT_EQ(gotQkv[t * stride + i], qrt::f32ToBf16(qkv[t * stride + i]));
-      for (size_t e = 0; e < poolElems; ++e)
-        if (!written[e])
-          for (size_t b = 0; b < codec.bytes(); ++b)
-            ASSERT_EQ(gotK[e * codec.bytes() + b], 0x5a) << "K element " << e << " was written";
+      for (size_t e = 0; e < poolElems; ++e) {
+        if (written[e])
+          continue;
+        for (size_t b = 0; b < codec.bytes(); ++b) {
+          ASSERT_EQ(gotK[e * codec.bytes() + b], 0x5a) << "K element " << e << " was written";
+          ASSERT_EQ(gotV[e * codec.bytes() + b], 0x5a) << "V element " << e << " was written";
+        }
+      }
     }
 }
 
