@@ -94,7 +94,10 @@ struct DecodeLaunch {
 DecodeLaunch decodeAttentionFixedLaunch(const PagedKV &kv, const PagedSequences &seqs,
                                         const AttentionHeads &heads);
 
-/// Bytes of scratch decodeAttention needs for this batch and launch.
+/// Bytes of scratch decodeAttention needs for this batch and launch. With
+/// launch.chunk 0 it is sized at the chunk picked for the batch, so the call
+/// must get the same numSeqs, maxContextLen and heads (a mismatch is
+/// reported by the call, never overrun).
 size_t decodeAttentionWorkspaceBytes(const PagedKV &kv, const PagedSequences &seqs,
                                      const AttentionHeads &heads,
                                      const DecodeLaunch &launch = {});

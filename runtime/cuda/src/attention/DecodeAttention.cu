@@ -314,14 +314,6 @@ void launchDecode(KVDType t, int gt, dim3 grid, const DecodeParams &p, cudaStrea
   decodeMergeKernel<D><<<dim3(p.numHeads, grid.z), D, 0, s>>>(p);
 }
 
-/// Splits the workspace holds per (sequence, query head): every split of
-/// maxContext at the launch's chunk, or at the smallest chunk when the
-/// chunk is picked at launch.
-int maxSplitsBound(int maxContext, const DecodeLaunch &launch) {
-  const int chunk = launch.chunk > 0 ? launch.chunk : kMinChunk;
-  return std::max(1, (maxContext + chunk - 1) / chunk);
-}
-
 int multiprocessors() {
   int dev = 0, sms = 132;
   if (cudaGetDevice(&dev) == cudaSuccess &&
@@ -350,6 +342,21 @@ int pickChunk(const PagedKV &kv, const PagedSequences &seqs, const AttentionHead
   return chunk;
 }
 
+/// The chunk a call runs with: the launch's, or the one picked for the
+/// batch (the same for the workspace query and the call: same arguments,
+/// same device).
+int chunkFor(const PagedKV &kv, const PagedSequences &seqs, const AttentionHeads &heads,
+             const DecodeLaunch &launch) {
+  return launch.chunk > 0 ? launch.chunk : pickChunk(kv, seqs, heads);
+}
+
+/// Splits the workspace holds per (sequence, query head): every split of
+/// maxContext at the chunk. Sized at the chunk actually used, not the
+/// smallest: at 64 a batch of long contexts would need 8x the memory.
+int maxSplitsBound(int maxContext, int chunk) {
+  return std::max(1, (maxContext + chunk - 1) / chunk);
+}
+
 bool fail(std::string *error, const std::string &msg) {
   if (error)
     *error = msg;
@@ -372,8 +379,9 @@ DecodeLaunch decodeAttentionFixedLaunch(const PagedKV &kv, const PagedSequences 
 
 size_t decodeAttentionWorkspaceBytes(const PagedKV &kv, const PagedSequences &seqs,
                                      const AttentionHeads &heads, const DecodeLaunch &launch) {
-  const size_t rows = size_t(std::max(0, seqs.numSeqs)) * size_t(std::max(0, heads.numHeads)) *
-                      size_t(maxSplitsBound(seqs.maxContextLen, launch));
+  const size_t rows =
+      size_t(std::max(0, seqs.numSeqs)) * size_t(std::max(0, heads.numHeads)) *
+      size_t(maxSplitsBound(seqs.maxContextLen, chunkFor(kv, seqs, heads, launch)));
   return rows * (size_t(std::max(0, kv.headDim)) + 2) * sizeof(float);
 }
 
@@ -403,7 +411,7 @@ bool decodeAttention(const PagedKV &kv, const PagedSequences &seqs, const Attent
   const int gt = headTileFor(group);
   const int headTiles = (group + gt - 1) / gt;
   const int maxCtx = std::max(1, seqs.maxContextLen);
-  const int chunk = launch.chunk > 0 ? launch.chunk : pickChunk(kv, seqs, heads);
+  const int chunk = chunkFor(kv, seqs, heads, launch);
   const int splitBlocks =
       launch.splitBlocks > 0 ? launch.splitBlocks : (maxCtx + chunk - 1) / chunk;
 
@@ -418,7 +426,7 @@ bool decodeAttention(const PagedKV &kv, const PagedSequences &seqs, const Attent
   p.blockTable = seqs.blockTable;
   p.q = static_cast<const __nv_bfloat16 *>(q);
   p.out = static_cast<__nv_bfloat16 *>(out);
-  p.maxSplits = maxSplitsBound(seqs.maxContextLen, launch);
+  p.maxSplits = maxSplitsBound(seqs.maxContextLen, chunk);
   const size_t rows = size_t(seqs.numSeqs) * heads.numHeads * p.maxSplits;
   p.partOut = static_cast<float *>(workspace);
   p.partMax = p.partOut + rows * kv.headDim;
