@@ -145,15 +145,18 @@ double tolerance(double want, int n) {
   return std::fabs(want) * 0x1p-8 + 1e-3 + 2e-5 * std::sqrt(double(n));
 }
 
-void runDecode(int batch, int headDim, int numHeads, int kvHeads, KVDType type, uint32_t seed) {
+/// `contexts` empty: `batch` of them from a pattern over block boundaries.
+void runDecode(int batch, int headDim, int numHeads, int kvHeads, KVDType type, uint32_t seed,
+               std::vector<int32_t> contexts = {}) {
+  if (!contexts.empty())
+    batch = int(contexts.size());
   std::ostringstream what;
   what << "decode batch " << batch << " head_dim " << headDim << " heads " << numHeads << "/"
        << kvHeads << " kv " << kvName(type);
   SCOPED_TRACE(what.str());
   std::mt19937 rng(seed);
   const int pattern[] = {1, 15, 16, 17, 300, 1000};
-  std::vector<int32_t> contexts;
-  for (int i = 0; i < batch; ++i)
+  for (int i = 0; contexts.empty() && i < batch; ++i)
     contexts.push_back(pattern[(i + seed) % 6]);
   PagedSetup setup(contexts, kvHeads, headDim, type, rng);
   DevicePool dev(setup);
@@ -204,6 +207,14 @@ TEST(PagedDecodeAttention, MatchesReferenceOverShapesAndTypes) {
     runDecode(3, hd, 12, 6, KVDType::I8, seed++);       // group 2
     runDecode(7, hd, 24, 4, KVDType::F16, seed++);      // group 6: a partial head tile
   }
+}
+
+/// A sequence with context 0 gets zeros (the merge writes them; no chunk
+/// block runs for it), next to sequences that have work.
+TEST(PagedDecodeAttention, EmptyContextGivesZeros) {
+  QCUDA_REQUIRE_DEVICE();
+  runDecode(0, 128, 32, 8, KVDType::BF16, 50, {0, 17, 0, 300});
+  runDecode(0, 64, 8, 1, KVDType::I8, 51, {0, 1});
 }
 
 /// A launch fixed for a much longer context than the batch has (as a CUDA
