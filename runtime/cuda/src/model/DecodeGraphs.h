@@ -56,7 +56,10 @@ struct PaddedDecodeStep {
   std::vector<int32_t> contextLens;    ///< [bucket]
   std::vector<int32_t> blockTableStart; ///< [bucket + 1]
   std::vector<int32_t> blockTable;     ///< the real tables, then one pad block per padding row
-  std::vector<int32_t> logitRows;      ///< [bucket]: the real rows, then padding rows' own
+  /// [bucket]: the rows whose logits the step returns, then rows
+  /// numLogitRows .. bucket-1 to fill it (valid rows, maybe real ones
+  /// again; their logits are computed and never copied back).
+  std::vector<int32_t> logitRows;
 };
 
 /// The bucket for a step of `numSeqs` sequences (the smallest that holds
