@@ -116,6 +116,16 @@ TEST(GpuPackErrors, RefusesShapesTheKernelsDoNotTake) {
   EXPECT_NE(error.find("K=96"), std::string::npos) << error;
 }
 
+TEST(GpuPackErrors, RefusesShapesPastIntIndexing) {
+  // N = 2^31 is a multiple of 64 but wraps the kernels' int N.
+  qcuda::GpuQuantFormat f;
+  qcuda::GpuPackedGeometry g;
+  std::string error;
+  EXPECT_FALSE(qcuda::computeGpuGeometry(f, int64_t(1) << 31, 64, &g, &error));
+  EXPECT_NE(error.find("2^31"), std::string::npos) << error;
+  EXPECT_TRUE(qcuda::computeGpuGeometry(f, (int64_t(1) << 31) - 64, 64, &g, &error)) << error;
+}
+
 TEST(GpuPackErrors, RefusesGroupNotMultipleOf32) {
   RefData d = makeRef(64, 64, 4, 48, false, 2);
   qcuda::GpuPackedHost p;

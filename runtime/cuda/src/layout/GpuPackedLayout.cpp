@@ -31,8 +31,9 @@ bool computeGpuGeometry(const GpuQuantFormat &format, int64_t rows, int64_t cols
              std::to_string(rows) + " K=" + std::to_string(cols);
     return false;
   }
-  if (rows > (int64_t(1) << 31) || cols > (int64_t(1) << 31)) {
-    *error = "GPU weight layout: N or K above 2^31";
+  // The kernels hold N and K in int (WeightOnlyParams): 2^31 itself wraps.
+  if (rows >= (int64_t(1) << 31) || cols >= (int64_t(1) << 31)) {
+    *error = "GPU weight layout: N or K of 2^31 or more (the kernels index with int)";
     return false;
   }
   geometry->rows = rows;
