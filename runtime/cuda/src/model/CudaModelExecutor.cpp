@@ -493,9 +493,12 @@ struct CudaModelExecutor::Impl {
     for (void *p : {x, h, qkv, attn, tmp, gateUp, act, gathered, xq, w8a8Ws,
                     static_cast<void *>(xScales)})
       release(p);
-    xq = w8a8Ws = nullptr;
+    // All cleared: after a failed allocation below, a later call must
+    // neither run on nor free again what was freed here.
+    x = h = qkv = attn = tmp = gateUp = act = gathered = xq = w8a8Ws = nullptr;
     xScales = nullptr;
     const int64_t n = std::max<int64_t>(T, capTokens * 2);
+    capTokens = 0;
     auto a = [&](void **p, int64_t cols, const char *what) {
       return alloc(size_t(n * cols * 2), p, std::string("activations (") + what + ")", error);
     };
