@@ -147,8 +147,9 @@ TEST(DeviceSampling, DrawsStayInsideTopKAndTopPAndRepeatPerSeed) {
                                     << allowed.size();
       seen.insert(t);
     }
-    if (allowed.size() > 1)
+    if (allowed.size() > 1) {
       EXPECT_GT(seen.size(), size_t(1)) << "different seeds never drew different tokens";
+    }
   }
 }
 
