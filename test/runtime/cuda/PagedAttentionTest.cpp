@@ -5,14 +5,17 @@
 // decodes the same bytes and computes causal softmax attention in double.
 // Shapes walk the block boundaries (contexts 1, 15, 16, 17, 300, 1000),
 // head_dim 64 / 128, GQA 32/8, MQA 32/1 and 8/1, no grouping, every pool
-// type; prefill chunks start mid-block. Outputs are poisoned with NaN first
-// and compared with EXPECT_LE on |diff|, which NaN fails.
+// type; prefill chunks start mid-block, through the FMA kernel (every type)
+// and the tensor-core one (bf16 / f16), which is also compared with the FMA
+// kernel on long chunks. Outputs are poisoned with NaN first and compared
+// with EXPECT_LE on |diff|, which NaN fails.
 //
 //===----------------------------------------------------------------------===//
 #include "AttentionTestSupport.h"
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <numeric>
 #include <random>
 #include <sstream>
@@ -78,7 +81,10 @@ struct PagedSetup {
   }
 
   /// Softmax attention of one query row over positions 0..last, in double.
-  std::vector<double> reference(const float *q, int seq, int kvHead, int last) const {
+  /// absWeighted (optional): sum_p w_p |v_p[d]|, the scale of the error that
+  /// rounding the weights causes.
+  std::vector<double> reference(const float *q, int seq, int kvHead, int last,
+                                std::vector<double> *absWeighted = nullptr) const {
     std::vector<double> s(last + 1), out(headDim, 0.0);
     double m = -INFINITY;
     for (int p = 0; p <= last; ++p) {
@@ -91,9 +97,15 @@ struct PagedSetup {
     double sum = 0;
     for (int p = 0; p <= last; ++p)
       sum += (s[p] = std::exp(s[p] - m));
+    if (absWeighted)
+      absWeighted->assign(headDim, 0.0);
     for (int p = 0; p <= last; ++p)
-      for (int d = 0; d < headDim; ++d)
-        out[d] += s[p] / sum * vAt(seq, p, kvHead, d);
+      for (int d = 0; d < headDim; ++d) {
+        const double v = vAt(seq, p, kvHead, d);
+        out[d] += s[p] / sum * v;
+        if (absWeighted)
+          (*absWeighted)[d] += s[p] / sum * std::fabs(v);
+      }
     return out;
   }
 };
@@ -310,12 +322,29 @@ TEST(PagedDecodeAttention, RejectsBadShapes) {
   EXPECT_NE(err.find("scales"), std::string::npos) << err;
 }
 
+const char *kernelName(PrefillKernel k) {
+  return k == PrefillKernel::TensorCore ? "tensor-core" : k == PrefillKernel::Fma ? "FMA" : "auto";
+}
+
+/// The extra error of the tensor-core kernel: P is rounded to the pool's
+/// 16-bit type before P V while the row sum adds the unrounded fp32 weights,
+/// so output d gets sum_p (P~_p - P_p) v_p[d] / L with |P~_p - P_p| <=
+/// u P_p (u = 2^-8 for bf16's 8-bit significand, 2^-11 for f16's 11), at
+/// most u * sum_p w_p |v_p[d]| (absWeighted). f16 weights below 2^-14 are
+/// subnormal: at most 2^-25 absolute each, <= n * 2^-25 * max|v| (1 here)
+/// after the division by L >= 1.
+double pRoundingBound(KVDType type, double absWeighted, int n) {
+  const double u = type == KVDType::F16 ? 0x1p-11 : 0x1p-8;
+  return u * absWeighted + (type == KVDType::F16 ? n * 0x1p-25 : 0.0);
+}
+
 /// Chunks of new tokens after cached ones: (cached, new) per sequence.
 void runPrefill(const std::vector<std::pair<int, int>> &chunks, int headDim, int numHeads,
-                int kvHeads, KVDType type, uint32_t seed) {
+                int kvHeads, KVDType type, uint32_t seed,
+                PrefillKernel kernel = PrefillKernel::Fma) {
   std::ostringstream what;
-  what << "prefill head_dim " << headDim << " heads " << numHeads << "/" << kvHeads << " kv "
-       << kvName(type);
+  what << "prefill (" << kernelName(kernel) << ") head_dim " << headDim << " heads " << numHeads
+       << "/" << kvHeads << " kv " << kvName(type);
   SCOPED_TRACE(what.str());
   std::mt19937 rng(seed);
   std::vector<int32_t> contexts, queryStart{0};
@@ -338,20 +367,26 @@ void runPrefill(const std::vector<std::pair<int, int>> &chunks, int headDim, int
   DeviceBuffer<int32_t> dstart(queryStart);
   std::string err;
   ASSERT_TRUE(prefillAttention(dev.kv(setup), dev.seqs(setup), dstart.get(), maxQuery, heads,
-                               dq.get(), dout.get(), nullptr, &err))
+                               dq.get(), dout.get(), nullptr, &err, kernel))
       << err;
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   const std::vector<uint16_t> out = dout.download();
   const int group = numHeads / kvHeads;
+  std::vector<double> absWeighted;
   for (size_t s = 0; s < chunks.size(); ++s)
     for (int j = 0; j < chunks[s].second; ++j) {
       const int t = queryStart[s] + j, pos = chunks[s].first + j;
       for (int h = 0; h < numHeads; ++h) {
-        const std::vector<double> want = setup.reference(
-            &q[size_t(t) * heads.qStride + size_t(h) * headDim], int(s), h / group, pos);
+        const std::vector<double> want =
+            setup.reference(&q[size_t(t) * heads.qStride + size_t(h) * headDim], int(s),
+                            h / group, pos, &absWeighted);
         for (int d = 0; d < headDim; ++d) {
           const double got = qrt::bf16ToF32(out[size_t(t) * heads.outStride + size_t(h) * headDim + d]);
-          ASSERT_LE(std::fabs(got - want[d]), tolerance(want[d], pos + 1))
+          const double tol = tolerance(want[d], pos + 1) +
+                             (kernel == PrefillKernel::Fma
+                                  ? 0.0
+                                  : pRoundingBound(type, absWeighted[d], pos + 1));
+          ASSERT_LE(std::fabs(got - want[d]), tol)
               << "seq " << s << " token " << j << " (position " << pos << ") head " << h << " d "
               << d;
         }
@@ -359,17 +394,141 @@ void runPrefill(const std::vector<std::pair<int, int>> &chunks, int headDim, int
     }
 }
 
+// (cached, new): a fresh prompt over two query tiles, chunks starting
+// mid-block, a one-token chunk after a long context, a block-aligned one.
+const std::vector<std::pair<int, int>> kPrefillChunks = {
+    {0, 70}, {5, 37}, {300, 1}, {17, 16}, {999, 65}};
+// Contexts 1, 15, 16, 17, 300 and 1000 (block boundaries; a key tile of the
+// tensor-core kernel is 64 positions, so 300 and 1000 end mid-tile).
+const std::vector<std::pair<int, int>> kPrefillBoundaryContexts = {
+    {0, 1}, {0, 15}, {8, 8}, {1, 16}, {236, 64}, {900, 100}};
+
 TEST(PagedPrefillAttention, MatchesReferenceWithChunksStartingMidBlock) {
   QCUDA_REQUIRE_DEVICE();
-  // (cached, new): a fresh prompt over two query tiles, chunks starting
-  // mid-block, a one-token chunk after a long context, a block-aligned one.
-  const std::vector<std::pair<int, int>> chunks = {{0, 70}, {5, 37}, {300, 1}, {17, 16}, {999, 65}};
   uint32_t seed = 100;
   for (KVDType t : kAllTypes)
-    for (int hd : {64, 128})
-      runPrefill(chunks, hd, 32, 8, t, seed++);
+    for (int hd : {64, 128}) {
+      runPrefill(kPrefillChunks, hd, 32, 8, t, seed++);
+      runPrefill(kPrefillBoundaryContexts, hd, 8, 2, t, seed++);
+    }
   runPrefill({{3, 33}, {0, 1}}, 128, 32, 1, KVDType::BF16, seed++);
   runPrefill({{16, 7}}, 64, 4, 4, KVDType::FP8E4M3, seed++);
+}
+
+/// The same cases through the tensor-core kernel (bf16 / f16 pools), with
+/// the P-rounding term added to the tolerance (pRoundingBound).
+TEST(PagedPrefillAttention, TensorCoreMatchesReference) {
+  QCUDA_REQUIRE_DEVICE();
+  uint32_t seed = 300;
+  for (KVDType t : {KVDType::BF16, KVDType::F16})
+    for (int hd : {64, 128}) {
+      runPrefill(kPrefillChunks, hd, 32, 8, t, seed++, PrefillKernel::TensorCore);
+      runPrefill(kPrefillBoundaryContexts, hd, 8, 2, t, seed++, PrefillKernel::TensorCore);
+      runPrefill({{3, 33}, {0, 1}}, hd, 32, 1, t, seed++, PrefillKernel::TensorCore); // MQA
+      runPrefill({{16, 7}, {40, 130}}, hd, 4, 4, t, seed++, PrefillKernel::TensorCore);
+    }
+}
+
+/// Runs one prefill batch through `kernel`; the output rows (NaN-poisoned
+/// before the call).
+std::vector<uint16_t> prefillOutput(const PagedSetup &setup, const DevicePool &dev,
+                                    const std::vector<int32_t> &queryStart, int maxQuery,
+                                    const AttentionHeads &heads, const DeviceBuffer<uint16_t> &dq,
+                                    PrefillKernel kernel) {
+  DeviceBuffer<uint16_t> dout(
+      std::vector<uint16_t>(size_t(queryStart.back()) * heads.outStride, kBf16NaN));
+  DeviceBuffer<int32_t> dstart(queryStart);
+  std::string err;
+  EXPECT_TRUE(prefillAttention(dev.kv(setup), dev.seqs(setup), dstart.get(), maxQuery, heads,
+                               dq.get(), dout.get(), nullptr, &err, kernel))
+      << err;
+  EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  return dout.download();
+}
+
+/// Long chunks (many key tiles, 16-32 query tiles) where the double
+/// reference would be slow: the tensor-core kernel against the FMA one.
+/// Each is within its reference bound, so |tc - fma| <= both bounds added:
+/// 2 (|x| 2^-8 + 1e-3 + 2e-5 sqrt(n)) + pRoundingBound with
+/// sum w |v| <= max |v| = 1, |x| taken from the FMA output (2^-7 |fma|
+/// stands in for 2^-8 (|ref| + |ref|) up to terms far below 1e-3). Also:
+/// the tensor-core output is the same bits on a second run, and Auto picks
+/// it for bf16 / f16 pools (the FMA kernel with QCUDA_PREFILL_FMA set).
+TEST(PagedPrefillAttention, TensorCoreAgreesWithFmaOnLongChunks) {
+  QCUDA_REQUIRE_DEVICE();
+  const bool fmaForced = [] {
+    const char *v = std::getenv("QCUDA_PREFILL_FMA");
+    return v && *v && std::string(v) != "0";
+  }();
+  uint32_t seed = 400;
+  for (KVDType type : {KVDType::BF16, KVDType::F16})
+    for (int hd : {64, 128}) {
+      SCOPED_TRACE(std::string("kv ") + kvName(type) + " head_dim " + std::to_string(hd));
+      std::mt19937 rng(seed++);
+      const std::vector<std::pair<int, int>> chunks = {{0, 1000}, {500, 700}, {33, 2048}};
+      std::vector<int32_t> contexts, queryStart{0};
+      int maxQuery = 0;
+      for (auto [cached, fresh] : chunks) {
+        contexts.push_back(cached + fresh);
+        queryStart.push_back(queryStart.back() + fresh);
+        maxQuery = std::max(maxQuery, fresh);
+      }
+      const int numHeads = 8, kvHeads = 2;
+      PagedSetup setup(contexts, kvHeads, hd, type, rng);
+      DevicePool dev(setup);
+      AttentionHeads heads;
+      heads.numHeads = numHeads;
+      heads.qStride = heads.outStride = int64_t(numHeads) * hd;
+      const std::vector<float> q = randomRows(size_t(queryStart.back()) * heads.qStride, rng, 3.0f);
+      DeviceBuffer<uint16_t> dq(toBf16(q));
+      const std::vector<uint16_t> tc =
+          prefillOutput(setup, dev, queryStart, maxQuery, heads, dq, PrefillKernel::TensorCore);
+      const std::vector<uint16_t> fma =
+          prefillOutput(setup, dev, queryStart, maxQuery, heads, dq, PrefillKernel::Fma);
+      for (size_t s = 0; s < chunks.size(); ++s)
+        for (int j = 0; j < chunks[s].second; ++j) {
+          const int n = chunks[s].first + j + 1;
+          for (int e = 0; e < numHeads * hd; ++e) {
+            const size_t i = size_t(queryStart[s] + j) * heads.outStride + e;
+            const double a = qrt::bf16ToF32(tc[i]), b = qrt::bf16ToF32(fma[i]);
+            const double bound = std::fabs(b) * 0x1p-7 + 2e-3 + 4e-5 * std::sqrt(double(n)) +
+                                 pRoundingBound(type, 1.0, n);
+            ASSERT_LE(std::fabs(a - b), bound)
+                << "seq " << s << " token " << j << " head " << e / hd << " d " << e % hd;
+          }
+        }
+      EXPECT_EQ(prefillOutput(setup, dev, queryStart, maxQuery, heads, dq,
+                              PrefillKernel::TensorCore),
+                tc)
+          << "a second tensor-core run";
+      EXPECT_EQ(prefillOutput(setup, dev, queryStart, maxQuery, heads, dq, PrefillKernel::Auto),
+                fmaForced ? fma : tc)
+          << "Auto (QCUDA_PREFILL_FMA " << (fmaForced ? "set" : "unset") << ")";
+    }
+}
+
+/// Runs without a device: the argument checks come before any launch.
+TEST(PagedPrefillAttention, TensorCoreRefusesQuantizedPools) {
+  PagedKV kv;
+  kv.k = kv.v = reinterpret_cast<void *>(16);
+  kv.kScale = kv.vScale = reinterpret_cast<float *>(16);
+  kv.kvHeads = 8;
+  kv.headDim = 128;
+  kv.dtype = KVDType::I8;
+  PagedSequences seqs;
+  seqs.numSeqs = 1;
+  seqs.contextLens = seqs.blockTableStart = seqs.blockTable = reinterpret_cast<int32_t *>(16);
+  AttentionHeads heads;
+  heads.numHeads = 32;
+  heads.qStride = heads.outStride = 32 * 128;
+  std::string err;
+  EXPECT_FALSE(prefillAttention(kv, seqs, seqs.contextLens, 1, heads, kv.k, kv.v, nullptr, &err,
+                                PrefillKernel::TensorCore));
+  EXPECT_NE(err.find("needs a bf16 or f16 KV pool, not int8"), std::string::npos) << err;
+  kv.dtype = KVDType::FP8E4M3;
+  EXPECT_FALSE(prefillAttention(kv, seqs, seqs.contextLens, 1, heads, kv.k, kv.v, nullptr, &err,
+                                PrefillKernel::TensorCore));
+  EXPECT_NE(err.find("not fp8_e4m3"), std::string::npos) << err;
 }
 
 /// The reference codec's rounding bound (what the KV-write test allows)

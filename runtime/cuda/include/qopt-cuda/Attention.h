@@ -119,6 +119,16 @@ bool decodeAttention(const PagedKV &kv, const PagedSequences &seqs,
 
 // --- prefill -----------------------------------------------------------------
 
+/// Which prefill attention kernel runs.
+/// - Auto: TensorCore for bf16 / f16 pools, Fma for int8 / fp8 ones; with
+///   the environment variable QCUDA_PREFILL_FMA set (not "0", read once per
+///   process) Fma for every pool.
+/// - TensorCore: mma.sync tiles, FlashAttention-2 style; bf16 / f16 pools
+///   only (an int8 / fp8 pool is an error). P is rounded to the pool's type
+///   before P V.
+/// - Fma: fp32 FMAs on shared-memory tiles; every pool type.
+enum class PrefillKernel : uint8_t { Auto, TensorCore, Fma };
+
 /// Chunked prefill: sequence i's new tokens are q rows queryStart[i] ..
 /// queryStart[i+1]-1 (device [numSeqs + 1]); they are the last positions of
 /// its context, so new token j of a chunk of n sits at position
@@ -126,10 +136,13 @@ bool decodeAttention(const PagedKV &kv, const PagedSequences &seqs,
 /// Their K/V must already be in the pool (writeRotaryKV). q and out are bf16
 /// rows [numTokens, ...] with the strides in `heads`. `maxQueryLen` is a
 /// host-side upper bound of the chunk lengths. head_dim 64 or 128.
+/// `kernel` picks the implementation (PrefillKernel). Enqueues only (no host
+/// sync, no allocation): it may be captured into a CUDA graph.
 bool prefillAttention(const PagedKV &kv, const PagedSequences &seqs,
                       const int32_t *queryStart, int32_t maxQueryLen,
                       const AttentionHeads &heads, const void *q, void *out,
-                      cudaStream_t stream, std::string *error);
+                      cudaStream_t stream, std::string *error,
+                      PrefillKernel kernel = PrefillKernel::Auto);
 
 // --- rotary embedding + KV write ---------------------------------------------
 

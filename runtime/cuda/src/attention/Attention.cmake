@@ -3,5 +3,6 @@
 list(APPEND QOPT_CUDA_SOURCES
   src/attention/DecodeAttention.cu
   src/attention/PrefillAttention.cu
+  src/attention/PrefillAttentionMma.cu
   src/attention/RotaryKVWrite.cu
 )

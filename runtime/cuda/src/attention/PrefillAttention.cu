@@ -1,56 +1,42 @@
 //===- PrefillAttention.cu - paged causal attention for prefill chunks -----===//
 //
-// Flash attention over the paged pool, first version: plain fp32 FMAs on
-// shared-memory tiles (no tensor cores yet). One block of 256 threads takes
-// 64 query tokens of one sequence for one query head; K/V tiles of 32
-// positions are gathered through the block table, widened to fp32 (scale
-// applied) into shared memory, and folded into the output with an online
-// softmax. Each thread owns 2 query rows: the 2 x 4 scores it computes and
-// the 2 x D/8 output elements it accumulates belong to the same rows, so the
-// running max / sum rescale stays in registers; the 8 threads that share a
-// row are adjacent lanes and reduce with shuffles.
+// prefillAttention: checks the arguments and picks the kernel, the
+// tensor-core one (PrefillAttentionMma.cu) for bf16 / f16 pools unless told
+// otherwise, and this file's fp32-FMA kernel for the rest.
 //
-// Query heads of one KV head each re-gather the same K/V tiles (from L2);
-// the mma.sync / wgmma version that shares them is future work.
+// The FMA kernel: flash attention on shared-memory tiles, plain fp32 FMAs.
+// One block of 256 threads takes 64 query tokens of one sequence for one
+// query head; K/V tiles of 32 positions are gathered through the block
+// table, widened to fp32 (scale applied) into shared memory, and folded into
+// the output with an online softmax. Each thread owns 2 query rows: the 2 x 4
+// scores it computes and the 2 x D/8 output elements it accumulates belong
+// to the same rows, so the running max / sum rescale stays in registers; the
+// 8 threads that share a row are adjacent lanes and reduce with shuffles.
+// It serves int8 / fp8 pools (dequantized while widening) and is the
+// reference the tensor-core kernel is tested against.
 //
 //===----------------------------------------------------------------------===//
 #include "qopt-cuda/Attention.h"
 
 #include "AttentionShapes.h"
 #include "KVElement.cuh"
+#include "PrefillKernels.h"
 
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #include <cmath>
+#include <cstdlib>
 
 namespace qcuda {
 namespace {
 
 using detail::KVElem;
+using detail::PrefillParams;
 
 constexpr int kThreads = 256;
 constexpr int kBQ = 64; ///< query rows per block
 constexpr int kBK = 32; ///< key positions per tile
-
-struct PrefillParams {
-  const void *k;
-  const void *v;
-  const float *kScale; ///< null: 1
-  const float *vScale;
-  const int32_t *contextLens;
-  const int32_t *blockTableStart;
-  const int32_t *blockTable;
-  const int32_t *queryStart;
-  const __nv_bfloat16 *q;
-  __nv_bfloat16 *out;
-  int64_t qStride;
-  int64_t outStride;
-  int32_t blockSize;
-  int32_t kvHeads;
-  int32_t group;
-  float softmaxScale;
-};
 
 template <int D> constexpr size_t prefillSmemBytes() {
   // Q [64][D+1], K [32][D+1], V [32][D], P [64][33] floats. The +1 rows keep
@@ -238,16 +224,30 @@ template <int D> cudaError_t launchPrefillD(KVDType t, dim3 grid, const PrefillP
   return cudaErrorInvalidValue;
 }
 
+/// QCUDA_PREFILL_FMA set (to anything but "0") makes Auto pick the FMA
+/// kernel: read once, so a process keeps one choice.
+bool fmaForcedByEnvironment() {
+  static const bool forced = [] {
+    const char *v = std::getenv("QCUDA_PREFILL_FMA");
+    return v && *v && std::string(v) != "0";
+  }();
+  return forced;
+}
+
 } // namespace
 
 bool prefillAttention(const PagedKV &kv, const PagedSequences &seqs, const int32_t *queryStart,
                       int32_t maxQueryLen, const AttentionHeads &heads, const void *q, void *out,
-                      cudaStream_t stream, std::string *error) {
+                      cudaStream_t stream, std::string *error, PrefillKernel kernel) {
   std::string e = detail::checkAttentionShapes(kv, seqs, heads, "prefill attention");
   if (e.empty() && maxQueryLen < 0)
     e = "prefill attention: negative maximum query length";
   if (e.empty() && seqs.numSeqs > 0 && maxQueryLen > 0 && (!queryStart || !q || !out))
     e = "prefill attention: queryStart, q or out is null";
+  const bool mmaType = kv.dtype == KVDType::BF16 || kv.dtype == KVDType::F16;
+  if (e.empty() && kernel == PrefillKernel::TensorCore && !mmaType)
+    e = std::string("prefill attention: the tensor-core kernel needs a bf16 or f16 KV pool, not ") +
+        (kv.dtype == KVDType::I8 ? "int8" : "fp8_e4m3");
   if (!e.empty()) {
     if (error)
       *error = e;
@@ -273,12 +273,21 @@ bool prefillAttention(const PagedKV &kv, const PagedSequences &seqs, const int32
   p.kvHeads = kv.kvHeads;
   p.group = heads.numHeads / kv.kvHeads;
   p.softmaxScale = 1.0f / std::sqrt(float(kv.headDim));
-  const dim3 grid((maxQueryLen + kBQ - 1) / kBQ, heads.numHeads, seqs.numSeqs);
-  cudaError_t err = kv.headDim == 64 ? launchPrefillD<64>(kv.dtype, grid, p, stream)
-                                     : launchPrefillD<128>(kv.dtype, grid, p, stream);
+  const bool useMma = kernel == PrefillKernel::TensorCore ||
+                      (kernel == PrefillKernel::Auto && mmaType && !fmaForcedByEnvironment());
+  cudaError_t err;
+  if (useMma) {
+    err = detail::launchPrefillMma(p, kv.dtype, kv.headDim, seqs.numSeqs, heads.numHeads,
+                                   maxQueryLen, stream);
+  } else {
+    const dim3 grid((maxQueryLen + kBQ - 1) / kBQ, heads.numHeads, seqs.numSeqs);
+    err = kv.headDim == 64 ? launchPrefillD<64>(kv.dtype, grid, p, stream)
+                           : launchPrefillD<128>(kv.dtype, grid, p, stream);
+  }
   if (err != cudaSuccess) {
     if (error)
-      *error = std::string("prefill attention: launch failed: ") + cudaGetErrorString(err);
+      *error = std::string("prefill attention: ") + (useMma ? "tensor-core" : "FMA") +
+               " kernel launch failed: " + cudaGetErrorString(err);
     return false;
   }
   return true;

@@ -1,0 +1,48 @@
+//===- PrefillKernels.h - what the two prefill attention kernels share -*- C++ -*-===//
+//
+// The launch parameters of paged prefill attention and the entry point of
+// the tensor-core kernel (PrefillAttentionMma.cu), so that prefillAttention
+// (PrefillAttention.cu) checks the arguments once and picks the kernel in
+// one place.
+//
+//===----------------------------------------------------------------------===//
+#ifndef QOPT_CUDA_ATTENTION_PREFILLKERNELS_H
+#define QOPT_CUDA_ATTENTION_PREFILLKERNELS_H
+
+#include "qopt-cuda/Attention.h"
+
+#include <cuda_bf16.h>
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+namespace qcuda::detail {
+
+struct PrefillParams {
+  const void *k;
+  const void *v;
+  const float *kScale; ///< null: 1
+  const float *vScale;
+  const int32_t *contextLens;
+  const int32_t *blockTableStart;
+  const int32_t *blockTable;
+  const int32_t *queryStart;
+  const __nv_bfloat16 *q;
+  __nv_bfloat16 *out;
+  int64_t qStride;
+  int64_t outStride;
+  int32_t blockSize;
+  int32_t kvHeads;
+  int32_t group;
+  float softmaxScale;
+};
+
+/// Enqueues the tensor-core kernel for a bf16 or f16 pool (head_dim 64 or
+/// 128, arguments already checked): 64 query tokens of one query head per
+/// block. Returns the first CUDA error (attribute set or launch).
+cudaError_t launchPrefillMma(const PrefillParams &p, KVDType dtype, int headDim, int numSeqs,
+                             int numHeads, int maxQueryLen, cudaStream_t stream);
+
+} // namespace qcuda::detail
+
+#endif // QOPT_CUDA_ATTENTION_PREFILLKERNELS_H
