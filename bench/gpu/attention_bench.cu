@@ -6,9 +6,13 @@
 //   {"bench":"attention","name":"paged_decode","kv":"bf16"|"fp8_e4m3",
 //    "tables":"contiguous"|"shuffled", "shape":..., "time_us", "bytes" (K/V
 //    bytes read), "flops", "GBps", "TFLOPs", "pct_of_read"}
-//   {"bench":"attention","name":"paged_prefill",...}
+//   {"bench":"attention","name":"paged_prefill","kernel":"tensor_core"|"fma",
+//    "kv", "batch", "tokens" (new tokens per sequence, the whole context),
+//    ..., "time_us", "flops" (causal: half the score matrix), "TFLOPs"}
 // The decode shape is the issue's: batch 32 x context 4096, 32 query / 8 KV
-// heads, head_dim 128. Contiguous tables give the layout torch's SDPA reads
+// heads, head_dim 128. Prefill: batch 4 x 2048 new tokens at the same
+// heads, bf16 KV through both kernels (torch_attention.py times SDPA's
+// causal attention at that shape), plus fp8 KV (FMA kernel only). Contiguous tables give the layout torch's SDPA reads
 // (torch_attention.py), shuffled ones a fragmented pool. The pool (256 MiB
 // fp8 to 512 MiB bf16) is many times L2, so every step reads HBM.
 //
@@ -189,30 +193,38 @@ void benchDecode(const Setup &s, qcuda::KVDType t, bool shuffled, double readGBp
               bytes / (us * 1e3), flops / (us * 1e6), 100.0 * bytes / (us * 1e3) / readGBps);
 }
 
-void benchPrefill(int tokens, const Setup &s, qcuda::KVDType t) {
-  BenchPool pool(s, t, true, std::vector<int32_t>{tokens});
+/// `batch` sequences of `tokens` new tokens each (no cached context).
+void benchPrefill(int batch, int tokens, const Setup &s, qcuda::KVDType t,
+                  qcuda::PrefillKernel kernel) {
+  BenchPool pool(s, t, true, std::vector<int32_t>(batch, tokens));
   qcuda::AttentionHeads heads;
   heads.numHeads = s.heads;
   heads.qStride = heads.outStride = int64_t(s.heads) * s.headDim;
-  void *q = pool.alloc(size_t(tokens) * heads.qStride * 2);
-  void *out = pool.alloc(size_t(tokens) * heads.outStride * 2);
-  CHECK_CUDA(cudaMemset(q, 0x3c, size_t(tokens) * heads.qStride * 2));
-  const int32_t *qs = pool.upload(std::vector<int32_t>{0, tokens});
+  const size_t rows = size_t(batch) * tokens;
+  void *q = pool.alloc(rows * heads.qStride * 2);
+  void *out = pool.alloc(rows * heads.outStride * 2);
+  CHECK_CUDA(cudaMemset(q, 0x3c, rows * heads.qStride * 2));
+  std::vector<int32_t> starts(batch + 1);
+  for (int i = 0; i <= batch; ++i)
+    starts[i] = i * tokens;
+  const int32_t *qs = pool.upload(starts);
   std::string err;
   auto call = [&] {
-    return qcuda::prefillAttention(pool.kv, pool.seqs, qs, tokens, heads, q, out, nullptr, &err);
+    return qcuda::prefillAttention(pool.kv, pool.seqs, qs, tokens, heads, q, out, nullptr, &err,
+                                   kernel);
   };
   if (!call()) {
     std::fprintf(stderr, "attention_bench: %s\n", err.c_str());
     std::exit(1);
   }
   const float us = timeUs(call, 10);
-  // Causal: half of the T x T score matrix, QK^T and PV.
-  const double flops = 2.0 * s.heads * double(tokens) * tokens * s.headDim;
-  std::printf("{\"bench\":\"attention\",\"name\":\"paged_prefill\",\"kv\":\"%s\",\"tokens\":%d,"
-              "\"heads\":%d,\"kv_heads\":%d,\"head_dim\":%d,\"time_us\":%.2f,\"flops\":%.0f,"
-              "\"TFLOPs\":%.3f}\n",
-              t == qcuda::KVDType::BF16 ? "bf16" : "fp8_e4m3", tokens, s.heads, s.kvHeads,
+  // Causal: half of the T x T score matrix, QK^T and PV, per sequence.
+  const double flops = 2.0 * batch * s.heads * double(tokens) * tokens * s.headDim;
+  std::printf("{\"bench\":\"attention\",\"name\":\"paged_prefill\",\"kernel\":\"%s\","
+              "\"kv\":\"%s\",\"batch\":%d,\"tokens\":%d,\"heads\":%d,\"kv_heads\":%d,"
+              "\"head_dim\":%d,\"time_us\":%.2f,\"flops\":%.0f,\"TFLOPs\":%.3f}\n",
+              kernel == qcuda::PrefillKernel::Fma ? "fma" : "tensor_core",
+              t == qcuda::KVDType::BF16 ? "bf16" : "fp8_e4m3", batch, tokens, s.heads, s.kvHeads,
               s.headDim, us, flops, flops / (us * 1e6));
 }
 
@@ -233,7 +245,8 @@ int main() {
   for (qcuda::KVDType t : {qcuda::KVDType::BF16, qcuda::KVDType::FP8E4M3})
     for (bool shuffled : {false, true})
       benchDecode(decode, t, shuffled, read);
-  for (qcuda::KVDType t : {qcuda::KVDType::BF16, qcuda::KVDType::FP8E4M3})
-    benchPrefill(2048, decode, t);
+  for (qcuda::PrefillKernel k : {qcuda::PrefillKernel::TensorCore, qcuda::PrefillKernel::Fma})
+    benchPrefill(4, 2048, decode, qcuda::KVDType::BF16, k);
+  benchPrefill(4, 2048, decode, qcuda::KVDType::FP8E4M3, qcuda::PrefillKernel::Fma);
   return 0;
 }

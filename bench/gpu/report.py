@@ -10,6 +10,9 @@ int4 us, ratio (cuBLAS us / ours us: above 1 means faster than cuBLAS),
 and the issue's bars:
   W4A16 at M = 1 and 16: >= 80 % of the HBM read bandwidth measured in
   the same run; at M = 256: >= 0.9x cuBLAS bf16 (ratio >= 0.9).
+Before it, prefill attention: attention_bench's paged_prefill lines (each
+kernel, KV type, batch x tokens) beside torch SDPA's causal time at the same
+shape (vs SDPA = SDPA us / ours us: above 1 means faster).
 """
 import argparse
 import json
@@ -90,11 +93,30 @@ def build(bench_rows):
     return hbm, table, bars
 
 
+def prefill_rows(bench_rows):
+    att = [r for r in bench_rows if r.get("bench") == "attention" and "time_us" in r]
+    shape = lambda r: (r.get("batch"), r.get("tokens"), r.get("heads"), r.get("kv_heads"),
+                       r.get("head_dim"))
+    sdpa = {shape(r): r for r in att if r.get("name") == "torch_sdpa_prefill"}
+    out = []
+    for r in att:
+        if r.get("name") != "paged_prefill":
+            continue
+        ref = sdpa.get(shape(r))
+        out.append({"kernel": r.get("kernel", "?"), "kv": r.get("kv", "?"),
+                    "batch": r.get("batch"), "tokens": r.get("tokens"),
+                    "heads": "%s/%s" % (r.get("heads"), r.get("kv_heads")),
+                    "head_dim": r.get("head_dim"), "ours_us": r["time_us"],
+                    "TFLOPs": r.get("TFLOPs"), "sdpa_us": ref["time_us"] if ref else None,
+                    "vs_sdpa": ref["time_us"] / r["time_us"] if ref else None})
+    return out
+
+
 def fmt(v, spec):
     return "-" if v is None else format(v, spec)
 
 
-def render(hbm, table, tests):
+def render(hbm, table, tests, prefill=()):
     lines = []
     for t in tests:
         if "error" in t:
@@ -103,6 +125,14 @@ def render(hbm, table, tests):
             lines.append("tests %s: %d run, %d failed, %d skipped%s" % (
                 t["file"], t["tests"], t["failed"], t["skipped"],
                 (": " + ", ".join(t["failures"])) if t["failures"] else ""))
+    if prefill:
+        lines.append("prefill attention (paged_prefill vs torch SDPA causal):")
+        for r in prefill:
+            lines.append("  %-12s %-9s %dx%d heads %s d%s: %s us, %s TFLOP/s, SDPA %s us, "
+                         "vs SDPA %s" % (r["kernel"], r["kv"], r["batch"] or 0, r["tokens"] or 0,
+                                         r["heads"], r["head_dim"], fmt(r["ours_us"], ".1f"),
+                                         fmt(r["TFLOPs"], ".1f"), fmt(r["sdpa_us"], ".1f"),
+                                         fmt(r["vs_sdpa"], ".2f")))
     lines.append("HBM read bandwidth measured: %s GB/s" % fmt(hbm, ".0f"))
     head = "%-24s %-12s %5s %10s %7s %12s %11s %7s  %s" % (
         "kernel", "N x K", "M", "ours us", "% HBM", "cuBLAS us", "int4 us", "ratio", "bar")
@@ -131,11 +161,12 @@ def main(argv):
             print("report: cannot read %s: %s" % (path, e), file=sys.stderr)
     tests = [gtest_summary(p) for p in args.gtest]
     hbm, table, bars = build(rows)
-    print(render(hbm, table, tests))
+    prefill = prefill_rows(rows)
+    print(render(hbm, table, tests, prefill))
     if args.out:
         with open(args.out, "w") as f:
             json.dump({"hbm_read_GBps": hbm, "table": table, "bars": bars, "tests": tests,
-                       "raw": rows}, f, indent=1)
+                       "prefill_attention": prefill, "raw": rows}, f, indent=1)
     return 0
 
 

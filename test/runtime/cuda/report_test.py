@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The device check's report generator (bench/gpu/report.py) on fake results
 whose verdicts are known by construction: every bar met and not met once,
-a missing cuBLAS time, a failed gtest counted."""
+a missing cuBLAS time, a failed gtest counted, prefill attention rows paired
+with the SDPA time of their shape (and none for another shape)."""
 import json
 import os
 import subprocess
@@ -16,6 +17,10 @@ def main():
     gemm = lambda name, N, K, M, us, gbps, kernel="k": {
         "bench": "gemm", "name": name, "kernel": kernel, "N": N, "K": K, "M": M,
         "time_us": us, "GBps": gbps}
+    prefill = lambda name, us, kernel=None, kv="bf16", batch=4: dict(
+        {"bench": "attention", "name": name, "kv": kv, "batch": batch, "tokens": 2048,
+         "heads": 32, "kv_heads": 8, "head_dim": 128, "time_us": us, "TFLOPs": 1.0},
+        **({"kernel": kernel} if kernel else {}))
     rows = [
         {"bench": "hbm_read", "GBps": 3000.0},
         gemm("w4a16_g128", 4096, 4096, 1, 10.0, 2700.0, "smallM"),      # 90 %: met
@@ -28,6 +33,11 @@ def main():
         gemm("w4a16_g128", 4096, 14336, 256, 100.0, 100.0),             # no cuBLAS: n/a
         {"bench": "gemm", "name": "torch_int4_tinygemm", "N": 4096, "K": 4096, "M": 1,
          "error": "RuntimeError: api changed"},
+        prefill("paged_prefill", 400.0, kernel="tensor_core"),
+        prefill("paged_prefill", 2000.0, kernel="fma"),
+        prefill("paged_prefill", 900.0, kernel="fma", kv="fp8_e4m3", batch=1),
+        prefill("torch_sdpa_prefill", 500.0),
+        {"bench": "attention", "name": "torch_sdpa_prefill", "error": "no flash kernel"},
     ]
     with open(bench, "w") as f:
         f.write("not json, ignored\n")
@@ -64,6 +74,13 @@ def main():
     expect(res["tests"][0]["failed"] == 1 and res["tests"][0]["skipped"] == 1 and
            res["tests"][0]["failures"] == ["S.b"], "gtest summary")
     expect("n/a (no cuBLAS time)" in text and "not met" in text, "table verdicts printed")
+    pf = {(r["kernel"], r["kv"], r["batch"]): r for r in res["prefill_attention"]}
+    expect(len(pf) == 3, "three paged_prefill rows")
+    expect(abs(pf[("tensor_core", "bf16", 4)]["vs_sdpa"] - 1.25) < 1e-9 and
+           abs(pf[("fma", "bf16", 4)]["vs_sdpa"] - 0.25) < 1e-9,
+           "prefill vs SDPA = SDPA us / ours us at the same shape")
+    expect(pf[("fma", "fp8_e4m3", 1)]["sdpa_us"] is None, "no SDPA row of that shape: none")
+    expect("prefill attention" in text and "vs SDPA 1.25" in text, "prefill lines printed")
     expect(text.strip().splitlines()[-1].startswith("w4a16_g128"), "the table is printed last")
     if problems:
         print("report_test failed:\n  " + "\n  ".join(problems) + "\n--- output:\n" + text)
