@@ -523,6 +523,9 @@ struct CudaModelExecutor::Impl {
     dropGraphs();
     release(logits);
     const int64_t n = std::max<int64_t>(R, capLogitRows * 2);
+    // Nothing dangling if the allocation below fails.
+    logits = nullptr;
+    capLogitRows = 0;
     void *p = nullptr;
     if (!alloc(size_t(n * V * 4), &p, "logits", error))
       return false;
