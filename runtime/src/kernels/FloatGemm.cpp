@@ -1,20 +1,18 @@
 //===- FloatGemm.cpp - dispatch, activation prep and threading for floatGemm ===//
 //
-// Work is split into (panel of <= 64 rows of x) x (run of consecutive
-// weight rows) tasks taken from one atomic counter, as in qgemm: each task
-// streams a contiguous stretch of W, and a worker slowed down by other load
-// on the machine just takes fewer tasks. For bf16 weights on the SIMD paths
-// x is first copied into the even/odd column order the kernels read
+// Work is split into (panel of rows of x) x (run of consecutive weight
+// rows) tasks as in qgemm (PanelTasks.h). For bf16 weights on the SIMD
+// paths x is first copied into the even/odd column order the kernels read
 // (FloatGemmArgs.h): M x K floats, small next to W.
 //
 //===----------------------------------------------------------------------===//
 #include "qopt-rt/kernels/FloatGemm.h"
 
 #include "FloatGemmArgs.h"
+#include "PanelTasks.h"
 #include "qopt-rt/kernels/ThreadPool.h"
 
 #include <algorithm>
-#include <atomic>
 #include <vector>
 
 namespace qrt::kernels {
@@ -23,38 +21,11 @@ namespace {
 
 using namespace detail;
 
-/// Rows of x per panel: they stay in L2 (64 x 2048 fp32 = 512 KiB) while
-/// every weight row streams past them.
-constexpr int64_t kPanelRows = 64;
-/// Below this many multiply-adds per worker, waking another one costs more
-/// than it saves.
-constexpr int64_t kMinWorkPerThread = int64_t(1) << 18;
 /// Task row runs are multiples of this (every ISA's tile height divides it).
 constexpr int64_t kRowQuantum = 4;
 
 /// Per-calling-thread copy of x in the kernels' bf16 column order.
 thread_local std::vector<float> tXperm;
-
-struct Job {
-  FloatGemmArgs a;
-  FloatKernel kernel = nullptr;
-  int64_t M = 0, N = 0, chunkRows = 1, chunks = 1, panels = 1;
-  std::atomic<int64_t> next{0};
-};
-
-void runTasks(void *ctx, int) {
-  Job &j = *static_cast<Job *>(ctx);
-  const int64_t total = j.panels * j.chunks;
-  for (;;) {
-    const int64_t task = j.next.fetch_add(1, std::memory_order_relaxed);
-    if (task >= total)
-      return;
-    const int64_t p = task / j.chunks, c = task % j.chunks;
-    const int64_t m0 = p * kPanelRows, m1 = std::min(j.M, m0 + kPanelRows);
-    const int64_t n0 = c * j.chunkRows, n1 = std::min(j.N, n0 + j.chunkRows);
-    j.kernel(j.a, n0, n1, m0, m1);
-  }
-}
 
 /// out[m * Kp + ...] = row m of x, per block of 2L columns the even columns
 /// then the odd ones, zero-padded to Kp = K rounded up to 2L.
@@ -106,49 +77,39 @@ bool floatGemm(const FloatWeight &w, const float *x, int64_t M, int64_t ldx, flo
   if (M == 0 || N == 0)
     return true;
 
-  Job job;
   const bool bf16 = w.format == FloatFormat::BF16;
+  FloatKernel kernel;
   int block = 0; // bf16 columns per register; 0: x as given
   switch (isa) {
 #if QRT_KERNELS_X86
   case Isa::Avx2:
-    job.kernel = avx2::floatGemm;
+    kernel = avx2::floatGemm;
     block = avx2::kBf16Block;
     break;
   case Isa::Avx512:
   case Isa::Avx512Vnni:
-    job.kernel = avx512::floatGemm;
+    kernel = avx512::floatGemm;
     block = avx512::kBf16Block;
     break;
 #endif
   default:
-    job.kernel = scalar::floatGemm;
+    kernel = scalar::floatGemm;
     break;
   }
-  job.a = {w.data, K, bf16 ? 1 : 0, x, ldx, y, ldy, bias};
+  FloatGemmArgs a{w.data, K, bf16 ? 1 : 0, x, ldx, y, ldy, bias};
   if (bf16 && block > 0) {
     const int64_t Kp = (K + block - 1) / block * block;
     tXperm.resize(size_t(M * Kp));
     permuteForBf16(x, M, ldx, K, block / 2, tXperm.data(), Kp);
-    job.a.x = tXperm.data();
-    job.a.ldx = Kp;
+    a.x = tXperm.data();
+    a.ldx = Kp;
   }
 
   ThreadPool &pool = opt.pool ? *opt.pool : ThreadPool::global();
-  int threads = opt.threads > 0 ? std::min(opt.threads, pool.size()) : pool.size();
-  const double work = double(M) * double(N) * double(std::max<int64_t>(K, 1));
-  threads = int(std::max(1.0, std::min(double(threads), work / double(kMinWorkPerThread))));
-  job.M = M;
-  job.N = N;
-  job.panels = (M + kPanelRows - 1) / kPanelRows;
-  // Several tasks per worker so an unevenly loaded machine still balances.
-  const int64_t perTask = std::max<int64_t>(1, N / (int64_t(threads) * 8));
-  job.chunkRows = (perTask + kRowQuantum - 1) / kRowQuantum * kRowQuantum;
-  job.chunks = (N + job.chunkRows - 1) / job.chunkRows;
-  if (threads == 1)
-    runTasks(&job, 0);
-  else
-    pool.run(threads, runTasks, &job);
+  const int threads =
+      workersFor(opt.threads, pool, double(M) * double(N) * double(std::max<int64_t>(K, 1)));
+  runPanelTasks(pool, threads, M, N, kRowQuantum,
+                [&](int64_t m0, int64_t m1, int64_t n0, int64_t n1) { kernel(a, n0, n1, m0, m1); });
   return true;
 }
 

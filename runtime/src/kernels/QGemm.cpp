@@ -1,19 +1,18 @@
 //===- QGemm.cpp - dispatch, activation prep and threading for qgemm ------===//
 //
-// Work is split into (panel of <= 64 rows of x) x (run of consecutive
-// 16-row tiles) tasks that the workers take from one atomic counter: each
-// task streams a contiguous stretch of the packed weights, and a worker
-// slowed down by other load on the machine simply takes fewer tasks.
+// Work is split into (panel of rows of x) x (run of consecutive 16-row
+// tiles) tasks (PanelTasks.h): each task streams a contiguous stretch of the
+// packed weights.
 //
 //===----------------------------------------------------------------------===//
 #include "qopt-rt/kernels/QGemm.h"
 
 #include "KernelArgs.h"
+#include "PanelTasks.h"
 #include "qopt-rt/kernels/Specialized.h"
 #include "qopt-rt/kernels/ThreadPool.h"
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -24,13 +23,6 @@ namespace qrt::kernels {
 namespace {
 
 using namespace detail;
-
-/// Rows of x per panel: their int8 (or fp32) copies stay in L2 while every
-/// tile of W streams past them.
-constexpr int64_t kPanelRows = 64;
-/// Below this many multiply-adds per worker, waking another one costs more
-/// than it saves.
-constexpr int64_t kMinWorkPerThread = int64_t(1) << 18;
 
 /// Per-calling-thread scratch reused across calls (no allocation per GEMV).
 struct Workspace {
@@ -57,34 +49,6 @@ Kernels kernelsFor(Isa isa) {
 #endif
   default:
     return {scalar::gemmF32, scalar::gemmI8, scalar::quantizeI8};
-  }
-}
-
-struct Job {
-  WeightArgs w;
-  ActF32 af;
-  ActI8 ai;
-  OutArgs o;
-  F32Kernel f32 = nullptr; // exactly one of f32 / i8 is set
-  I8Kernel i8 = nullptr;
-  int64_t M = 0, tiles = 0, chunkTiles = 1, chunks = 1, panels = 1;
-  std::atomic<int64_t> next{0};
-};
-
-void runTasks(void *ctx, int) {
-  Job &j = *static_cast<Job *>(ctx);
-  const int64_t total = j.panels * j.chunks;
-  for (;;) {
-    const int64_t task = j.next.fetch_add(1, std::memory_order_relaxed);
-    if (task >= total)
-      return;
-    const int64_t p = task / j.chunks, c = task % j.chunks;
-    const int64_t m0 = p * kPanelRows, m1 = std::min(j.M, m0 + kPanelRows);
-    const int64_t t0 = c * j.chunkTiles, t1 = std::min(j.tiles, t0 + j.chunkTiles);
-    if (j.f32)
-      j.f32(j.w, j.af, j.o, t0, t1, m0, m1);
-    else
-      j.i8(j.w, j.ai, j.o, t0, t1, m0, m1);
   }
 }
 
@@ -121,12 +85,6 @@ bool resolveIsa(const GemmOptions &opt, Isa *isa, std::string *error) {
     return false;
   }
   return true;
-}
-
-/// Workers for a job of `work` multiply-adds (at least one).
-int workersFor(const GemmOptions &opt, ThreadPool &pool, double work) {
-  int threads = opt.threads > 0 ? std::min(opt.threads, pool.size()) : pool.size();
-  return int(std::max(1.0, std::min(double(threads), work / double(kMinWorkPerThread))));
 }
 
 struct QuantJob {
@@ -299,7 +257,7 @@ bool prepareActivations(const float *x, int64_t M, int64_t ldx, int64_t K, int64
   if (!resizePrepared(p, M, K, minPaddedCols, opt, error))
     return false;
   ThreadPool &pool = opt.pool ? *opt.pool : ThreadPool::global();
-  const int threads = workersFor(opt, pool, double(M) * double(p->paddedCols) * 64.0);
+  const int threads = workersFor(opt.threads, pool, double(M) * double(p->paddedCols) * 64.0);
   prepareAll(x, M, ldx, threads, pool, p);
   return true;
 }
@@ -329,26 +287,25 @@ static void runGemm(const PackedView &w, const PreparedActivations &p, float *y,
     kern.f32 = w.special->f32;
     kern.i8 = w.special->i8;
   }
-  Job job;
-  job.w = {w.data,
-           N,
-           g.paddedCols,
-           g.groupSize,
-           g.groups,
-           g.tileStride,
-           g.superblockStride,
-           g.metaBytes,
-           g.groupCodeBytes,
-           w.format.bits,
-           w.format.symmetric ? 1 : 0};
-  job.o = {y, ldy, bias};
-  job.M = M;
-  job.tiles = g.tiles;
+  const WeightArgs wa{w.data,
+                      N,
+                      g.paddedCols,
+                      g.groupSize,
+                      g.groups,
+                      g.tileStride,
+                      g.superblockStride,
+                      g.metaBytes,
+                      g.groupCodeBytes,
+                      w.format.bits,
+                      w.format.symmetric ? 1 : 0};
+  const OutArgs out{y, ldy, bias};
   if (p.activations == Activations::Float) {
-    job.f32 = kern.f32;
-    job.af = {p.x.data(), p.paddedCols, p.sx.data(), blocks};
+    const ActF32 af{p.x.data(), p.paddedCols, p.sx.data(), blocks};
+    runPanelTasks(pool, threads, M, g.tiles, 1,
+                  [&](int64_t m0, int64_t m1, int64_t t0, int64_t t1) {
+                    kern.f32(wa, af, out, t0, t1, m0, m1);
+                  });
   } else {
-    job.i8 = kern.i8;
     // Per-group sums of sx * (sum of codes) for this weight's group size.
     std::vector<float> &gsum = tWork.gsum;
     gsum.resize(size_t(M * g.groups));
@@ -360,13 +317,12 @@ static void runGemm(const PackedView &w, const PreparedActivations &p, float *y,
           s += p.sx[size_t(m * blocks + b)] * float(p.bsum[size_t(m * blocks + b)]);
         gsum[size_t(m * g.groups + gi)] = s;
       }
-    job.ai = {p.q.data(), p.paddedCols, p.sx.data(), blocks, gsum.data(), g.groups};
+    const ActI8 ai{p.q.data(), p.paddedCols, p.sx.data(), blocks, gsum.data(), g.groups};
+    runPanelTasks(pool, threads, M, g.tiles, 1,
+                  [&](int64_t m0, int64_t m1, int64_t t0, int64_t t1) {
+                    kern.i8(wa, ai, out, t0, t1, m0, m1);
+                  });
   }
-  job.panels = (M + kPanelRows - 1) / kPanelRows;
-  // Several tasks per worker so an unevenly loaded machine still balances.
-  job.chunkTiles = std::max<int64_t>(1, g.tiles / (int64_t(threads) * 8));
-  job.chunks = (g.tiles + job.chunkTiles - 1) / job.chunkTiles;
-  pool.run(threads, runTasks, &job);
 }
 
 bool qgemm(const PackedView &w, const float *x, int64_t M, int64_t ldx, float *y, int64_t ldy,
@@ -388,7 +344,7 @@ bool qgemm(const PackedView &w, const float *x, int64_t M, int64_t ldx, float *y
     return true;
   ThreadPool &pool = opt.pool ? *opt.pool : ThreadPool::global();
   // In double: M * N * Kp can exceed int64 for absurd (but valid) shapes.
-  const int threads = workersFor(opt, pool, double(M) * double(N) * double(Kp));
+  const int threads = workersFor(opt.threads, pool, double(M) * double(N) * double(Kp));
   PreparedActivations &p = tWork.prepared;
   GemmOptions resolved = opt;
   resolved.isa = isa;
@@ -435,7 +391,7 @@ bool qgemmPrepared(const PackedView &w, const PreparedActivations &p, float *y, 
   if (p.rows == 0)
     return true;
   ThreadPool &pool = opt.pool ? *opt.pool : ThreadPool::global();
-  const int threads = workersFor(opt, pool, double(p.rows) * double(N) * double(Kp));
+  const int threads = workersFor(opt.threads, pool, double(p.rows) * double(N) * double(Kp));
   runGemm(w, p, y, ldy, bias, threads, pool, isa);
   return true;
 }
