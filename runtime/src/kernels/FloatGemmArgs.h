@@ -31,22 +31,24 @@ struct FloatGemmArgs {
   const float *bias;  ///< [N] or null
 };
 
-/// Rows [n0, n1) of W against rows [m0, m1) of x.
-using FloatKernel = void (*)(const FloatGemmArgs &, int64_t n0, int64_t n1, int64_t m0,
-                             int64_t m1);
+/// Rows [n0, n1) of W against rows [m0, m1) of x. Every ISA declares its
+/// kernel with this type (FloatKernel is the dispatcher's pointer to one).
+using FloatKernelFn = void(const FloatGemmArgs &, int64_t n0, int64_t n1, int64_t m0,
+                           int64_t m1);
+using FloatKernel = FloatKernelFn *;
 
 namespace scalar {
-void floatGemm(const FloatGemmArgs &, int64_t, int64_t, int64_t, int64_t);
+FloatKernelFn floatGemm;
 } // namespace scalar
 namespace avx2 {
 /// bf16 columns per register (16 bf16 = 256 bits).
 constexpr int kBf16Block = 16;
-void floatGemm(const FloatGemmArgs &, int64_t, int64_t, int64_t, int64_t);
+FloatKernelFn floatGemm;
 } // namespace avx2
 namespace avx512 {
 /// bf16 columns per register (32 bf16 = 512 bits).
 constexpr int kBf16Block = 32;
-void floatGemm(const FloatGemmArgs &, int64_t, int64_t, int64_t, int64_t);
+FloatKernelFn floatGemm;
 } // namespace avx512
 
 } // namespace qrt::kernels::detail

@@ -59,17 +59,9 @@ struct Vec {
     return _mm256_castsi256_ps(_mm256_and_si256(v, _mm256_set1_epi32(int(0xFFFF0000u))));
   }
 };
-static_assert(2 * Vec::kLanes == kBf16Block);
 
 } // namespace
 
 #include "FloatGemmTile.inc"
-
-void floatGemm(const FloatGemmArgs &a, int64_t n0, int64_t n1, int64_t m0, int64_t m1) {
-  if (a.bf16)
-    gemmRows<true>(a, n0, n1, m0, m1);
-  else
-    gemmRows<false>(a, n0, n1, m0, m1);
-}
 
 } // namespace qrt::kernels::detail::avx2

@@ -13,41 +13,38 @@
 #include "qopt-rt/kernels/tiles/TileArgs.h"
 
 #include <cstdint>
+#include <type_traits>
 
 namespace qrt::kernels::detail {
 
+// Every ISA declares its kernels with the function types of the pointers
+// the dispatcher holds (TileArgs.h), so the signatures are written once.
+using F32KernelFn = std::remove_pointer_t<F32Kernel>;
+using I8KernelFn = std::remove_pointer_t<I8Kernel>;
+using QuantizeKernelFn = std::remove_pointer_t<QuantizeKernel>;
+
 namespace scalar {
-void gemmF32(const WeightArgs &, const ActF32 &, const OutArgs &, int64_t, int64_t, int64_t,
-             int64_t);
-void gemmI8(const WeightArgs &, const ActI8 &, const OutArgs &, int64_t, int64_t, int64_t,
-            int64_t);
-void quantizeI8(const float *, int64_t, int64_t, int64_t, int64_t, int64_t, int8_t *, int64_t,
-                float *, int32_t *, int64_t);
+F32KernelFn gemmF32;
+I8KernelFn gemmI8;
+QuantizeKernelFn quantizeI8;
 } // namespace scalar
 
 namespace avx2 {
-void gemmF32(const WeightArgs &, const ActF32 &, const OutArgs &, int64_t, int64_t, int64_t,
-             int64_t);
-void gemmI8(const WeightArgs &, const ActI8 &, const OutArgs &, int64_t, int64_t, int64_t,
-            int64_t);
-void quantizeI8(const float *, int64_t, int64_t, int64_t, int64_t, int64_t, int8_t *, int64_t,
-                float *, int32_t *, int64_t);
+F32KernelFn gemmF32;
+I8KernelFn gemmI8;
+QuantizeKernelFn quantizeI8;
 } // namespace avx2
 
 namespace avx512 {
-void gemmF32(const WeightArgs &, const ActF32 &, const OutArgs &, int64_t, int64_t, int64_t,
-             int64_t);
+F32KernelFn gemmF32;
 /// AVX-512BW integer dot (vpmaddubsw), for CPUs without VNNI.
-void gemmI8(const WeightArgs &, const ActI8 &, const OutArgs &, int64_t, int64_t, int64_t,
-            int64_t);
-void quantizeI8(const float *, int64_t, int64_t, int64_t, int64_t, int64_t, int8_t *, int64_t,
-                float *, int32_t *, int64_t);
+I8KernelFn gemmI8;
+QuantizeKernelFn quantizeI8;
 } // namespace avx512
 
 namespace avx512vnni {
 /// vpdpbusd.
-void gemmI8(const WeightArgs &, const ActI8 &, const OutArgs &, int64_t, int64_t, int64_t,
-            int64_t);
+I8KernelFn gemmI8;
 } // namespace avx512vnni
 
 } // namespace qrt::kernels::detail
