@@ -43,4 +43,14 @@ bool sampleForPass(mlir::ModuleOp module, const std::string &method,
   return sampleCalibration(*tok, options, samples, error);
 }
 
+WeightStore *loadStoreAndSamples(mlir::ModuleOp module, const std::string &method,
+                                 const std::string &tokenizerPath,
+                                 const CalibrationOptions &options,
+                                 std::vector<std::vector<int32_t>> *samples, std::string *error) {
+  WeightStore *store = getOrLoadWeightStore(module, error);
+  if (!store || !sampleForPass(module, method, tokenizerPath, options, samples, error))
+    return nullptr;
+  return store;
+}
+
 } // namespace qopt::quant

@@ -1,15 +1,16 @@
 //===- AWQPassCalibration.h - calibration samples for a pass ---*- C++ -*-===//
 //
 // What the calibrating passes of this directory (qopt-awq, qopt-smoothquant,
-// qopt-kv-cache-quant) do before any work: find the tokenizer (the option,
-// else tokenizer.json beside the model a module came from), check the
-// request, and draw the calibration windows.
+// qopt-kv-cache-quant) do before any work: get the weight store, find the
+// tokenizer (the option, else tokenizer.json beside the model a module came
+// from), check the request, and draw the calibration windows.
 //
 //===----------------------------------------------------------------------===//
 #ifndef QOPT_LIB_QUANT_AWQPASSCALIBRATION_H
 #define QOPT_LIB_QUANT_AWQPASSCALIBRATION_H
 
 #include "qopt/Quant/Calibration.h"
+#include "qopt/Weights/WeightStore.h"
 
 #include <string>
 #include <vector>
@@ -22,6 +23,14 @@ namespace qopt::quant {
 bool sampleForPass(mlir::ModuleOp module, const std::string &method,
                    const std::string &tokenizerPath, const CalibrationOptions &options,
                    std::vector<std::vector<int32_t>> *samples, std::string *error);
+
+/// The module's weight store (getOrLoadWeightStore), then the calibration
+/// windows (sampleForPass): what a calibrating pass needs before its work.
+/// Null with *error when either fails.
+WeightStore *loadStoreAndSamples(mlir::ModuleOp module, const std::string &method,
+                                 const std::string &tokenizerPath,
+                                 const CalibrationOptions &options,
+                                 std::vector<std::vector<int32_t>> *samples, std::string *error);
 
 } // namespace qopt::quant
 

@@ -3,7 +3,6 @@
 
 #include "qopt/Quant/KVCache.h"
 #include "qopt/Quant/Passes.h"
-#include "qopt/Quant/StoreAccess.h"
 
 #include <unistd.h>
 
@@ -32,12 +31,11 @@ struct KVCacheQuant : qopt::quant::impl::KVCacheQuantBase<KVCacheQuant> {
       return fail("-kv-cache=" + kvCache + ": expected int8 or fp8");
     if (threads < 0)
       return fail("-threads must be non-negative");
-    WeightStore *store = getOrLoadWeightStore(module, &error);
-    if (!store)
-      return fail(error);
-    CalibrationOptions co{calib, calibSamples, calibSeqlen, seed};
     std::vector<std::vector<int32_t>> samples;
-    if (!sampleForPass(module, "-kv-cache", tokenizer, co, &samples, &error))
+    WeightStore *store = loadStoreAndSamples(module, "-kv-cache", tokenizer,
+                                             {calib, calibSamples, calibSeqlen, seed}, &samples,
+                                             &error);
+    if (!store)
       return fail(error);
     KVCacheConfig config;
     config.dtype = kvCache;

@@ -3,7 +3,6 @@
 
 #include "qopt/Quant/Passes.h"
 #include "qopt/Quant/SmoothQuant.h"
-#include "qopt/Quant/StoreAccess.h"
 
 #include <unistd.h>
 
@@ -37,12 +36,11 @@ struct SmoothQuant : qopt::quant::impl::SmoothQuantBase<SmoothQuant> {
       return fail("-act-quant=" + actQuant + ": expected per-token or per-tensor");
     if (threads < 0)
       return fail("-threads must be non-negative");
-    WeightStore *store = getOrLoadWeightStore(module, &error);
-    if (!store)
-      return fail(error);
-    CalibrationOptions co{calib, calibSamples, calibSeqlen, seed};
     std::vector<std::vector<int32_t>> samples;
-    if (!sampleForPass(module, "SmoothQuant", tokenizer, co, &samples, &error))
+    WeightStore *store = loadStoreAndSamples(module, "SmoothQuant", tokenizer,
+                                             {calib, calibSamples, calibSeqlen, seed}, &samples,
+                                             &error);
+    if (!store)
       return fail(error);
     SmoothQuantConfig config;
     config.alpha = alpha;
