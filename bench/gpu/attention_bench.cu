@@ -17,6 +17,7 @@
 // fp8 to 512 MiB bf16) is many times L2, so every step reads HBM.
 //
 //===----------------------------------------------------------------------===//
+#include "BenchUtil.cuh"
 #include "qopt-cuda/Attention.h"
 
 #include <cuda_runtime.h>
@@ -29,22 +30,15 @@
 #include <string>
 #include <vector>
 
-#define CHECK_CUDA(x)                                                                            \
-  do {                                                                                           \
-    cudaError_t e_ = (x);                                                                        \
-    if (e_ != cudaSuccess) {                                                                     \
-      std::fprintf(stderr, "attention_bench: %s: %s\n", #x, cudaGetErrorString(e_));           \
-      std::exit(1);                                                                              \
-    }                                                                                            \
-  } while (0)
+const char *const qbench::kBenchName = "attention_bench";
 
 namespace {
 
-void *deviceAlloc(size_t bytes) {
-  void *p = nullptr;
-  CHECK_CUDA(cudaMalloc(&p, bytes));
-  return p;
-}
+using qbench::deviceAlloc;
+using qbench::timeUs;
+
+/// Warm-up calls before each timing.
+constexpr int kWarmup = 3;
 
 /// Small finite values of each pool type from a hash of the index (random
 /// bits would include NaN / inf codes).
@@ -62,49 +56,12 @@ __global__ void fillPool(uint8_t *p, size_t n, int elemBytes, uint32_t salt) {
   }
 }
 
-__global__ void readKernel(const uint4 *p, size_t n, uint32_t *sink) {
-  uint32_t acc = 0;
-  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n;
-       i += size_t(gridDim.x) * blockDim.x) {
-    const uint4 v = p[i];
-    acc ^= v.x ^ v.y ^ v.z ^ v.w;
-  }
-  if (acc == 0x12345678u)
-    *sink = acc;
-}
-
-template <typename F> float timeUs(F &&call, int iters) {
-  cudaEvent_t a, b;
-  CHECK_CUDA(cudaEventCreate(&a));
-  CHECK_CUDA(cudaEventCreate(&b));
-  for (int i = 0; i < 3; ++i)
-    call();
-  CHECK_CUDA(cudaEventRecord(a));
-  for (int i = 0; i < iters; ++i)
-    call();
-  CHECK_CUDA(cudaEventRecord(b));
-  CHECK_CUDA(cudaEventSynchronize(b));
-  float ms = 0;
-  CHECK_CUDA(cudaEventElapsedTime(&ms, a, b));
-  CHECK_CUDA(cudaGetLastError());
-  cudaEventDestroy(a);
-  cudaEventDestroy(b);
-  return ms * 1000.f / iters;
-}
-
 double measureRead() {
   const size_t bytes = size_t(2) << 30;
-  auto *buf = static_cast<uint4 *>(deviceAlloc(bytes));
-  auto *sink = static_cast<uint32_t *>(deviceAlloc(4));
-  fillPool<<<4096, 256>>>(reinterpret_cast<uint8_t *>(buf), bytes, 1, 7);
-  int sms = 0;
-  CHECK_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
-  const float us = timeUs([&] { readKernel<<<sms * 8, 512>>>(buf, bytes / 16, sink); }, 20);
-  const double gbps = bytes / (us * 1e3);
-  std::printf("{\"bench\":\"hbm_read\",\"bytes\":%zu,\"time_us\":%.2f,\"GBps\":%.1f}\n", bytes, us,
-              gbps);
+  auto *buf = static_cast<uint8_t *>(deviceAlloc(bytes));
+  fillPool<<<4096, 256>>>(buf, bytes, 1, 7);
+  const double gbps = qbench::measureRead(buf, bytes, kWarmup);
   cudaFree(buf);
-  cudaFree(sink);
   return gbps;
 }
 
@@ -179,8 +136,10 @@ void benchDecode(const Setup &s, qcuda::KVDType t, bool shuffled, double readGBp
     std::exit(1);
   }
   const float us = timeUs(
-      [&] { qcuda::decodeAttention(pool.kv, pool.seqs, heads, q, out, ws, wsBytes, nullptr, &err); },
-      50);
+      [&](int) {
+        qcuda::decodeAttention(pool.kv, pool.seqs, heads, q, out, ws, wsBytes, nullptr, &err);
+      },
+      50, kWarmup);
   const double bytes = 2.0 * s.batch * double(s.context) * s.kvHeads * s.headDim *
                        qcuda::kvElementBytes(t);
   const double flops = 4.0 * s.batch * double(s.heads) * s.context * s.headDim;
@@ -217,7 +176,7 @@ void benchPrefill(int batch, int tokens, const Setup &s, qcuda::KVDType t,
     std::fprintf(stderr, "attention_bench: %s\n", err.c_str());
     std::exit(1);
   }
-  const float us = timeUs(call, 10);
+  const float us = timeUs([&](int) { call(); }, 10, kWarmup);
   // Causal: half of the T x T score matrix, QK^T and PV, per sequence.
   const double flops = 2.0 * batch * s.heads * double(tokens) * tokens * s.headDim;
   std::printf("{\"bench\":\"attention\",\"name\":\"paged_prefill\",\"kernel\":\"%s\","

@@ -9,6 +9,7 @@
 // into the device check's table.
 //
 //===----------------------------------------------------------------------===//
+#include "BenchUtil.cuh"
 #include "qopt-cuda/WeightOnlyGemm.h"
 #include "qopt-cuda/gen/Specialize.cuh"
 
@@ -22,16 +23,15 @@
 #include <string>
 #include <vector>
 
+const char *const qbench::kBenchName = "gemm_bench";
+
 namespace {
 
-#define CHECK_CUDA(x)                                                                         \
-  do {                                                                                        \
-    cudaError_t e_ = (x);                                                                     \
-    if (e_ != cudaSuccess) {                                                                  \
-      std::fprintf(stderr, "gemm_bench: %s: %s\n", #x, cudaGetErrorString(e_));               \
-      std::exit(1);                                                                           \
-    }                                                                                         \
-  } while (0)
+using qbench::deviceAlloc;
+using qbench::timeUs;
+
+/// Warm-up calls before each timing.
+constexpr int kWarmup = 5;
 
 constexpr size_t kRotateBytes = size_t(256) << 20;
 
@@ -45,60 +45,18 @@ __global__ void fillU16(uint16_t *p, size_t n, uint16_t v) {
        i += size_t(gridDim.x) * blockDim.x)
     p[i] = v;
 }
-__global__ void readKernel(const uint4 *p, size_t n, uint32_t *sink) {
-  uint32_t acc = 0;
-  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n;
-       i += size_t(gridDim.x) * blockDim.x) {
-    const uint4 v = p[i];
-    acc ^= v.x ^ v.y ^ v.z ^ v.w;
-  }
-  if (acc == 0x12345678u) // never true in practice; keeps the loads
-    *sink = acc;
-}
-
-void *deviceAlloc(size_t bytes) {
-  void *p = nullptr;
-  CHECK_CUDA(cudaMalloc(&p, bytes));
-  return p;
-}
-
-template <typename F> float timeUs(F &&call, int iters) {
-  cudaEvent_t a, b;
-  CHECK_CUDA(cudaEventCreate(&a));
-  CHECK_CUDA(cudaEventCreate(&b));
-  for (int i = 0; i < 5; ++i)
-    call(i);
-  CHECK_CUDA(cudaEventRecord(a));
-  for (int i = 0; i < iters; ++i)
-    call(i);
-  CHECK_CUDA(cudaEventRecord(b));
-  CHECK_CUDA(cudaEventSynchronize(b));
-  float ms = 0;
-  CHECK_CUDA(cudaEventElapsedTime(&ms, a, b));
-  CHECK_CUDA(cudaGetLastError());
-  cudaEventDestroy(a);
-  cudaEventDestroy(b);
-  return ms * 1000.f / iters;
-}
-
 double measureRead() {
   const size_t bytes = size_t(2) << 30;
-  auto *buf = static_cast<uint4 *>(deviceAlloc(bytes));
-  auto *sink = static_cast<uint32_t *>(deviceAlloc(4));
-  fillBytes<<<4096, 256>>>(reinterpret_cast<uint8_t *>(buf), bytes, 1);
-  int sms = 0;
-  CHECK_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
-  const float us = timeUs([&](int) { readKernel<<<sms * 8, 512>>>(buf, bytes / 16, sink); }, 20);
-  const double gbps = bytes / (us * 1e3);
-  std::printf("{\"bench\":\"hbm_read\",\"bytes\":%zu,\"time_us\":%.2f,\"GBps\":%.1f}\n", bytes, us,
-              gbps);
+  auto *buf = static_cast<uint8_t *>(deviceAlloc(bytes));
+  fillBytes<<<4096, 256>>>(buf, bytes, 1);
+  const double gbps = qbench::measureRead(buf, bytes, kWarmup);
   void *dst = deviceAlloc(bytes / 2);
-  const float cus = timeUs([&](int) { cudaMemcpyAsync(dst, buf, bytes / 2, cudaMemcpyDeviceToDevice); }, 20);
+  const float cus = timeUs(
+      [&](int) { cudaMemcpyAsync(dst, buf, bytes / 2, cudaMemcpyDeviceToDevice); }, 20, kWarmup);
   std::printf("{\"bench\":\"hbm_copy\",\"bytes_read_plus_written\":%zu,\"time_us\":%.2f,\"GBps\":%.1f}\n",
               bytes, cus, bytes / (cus * 1e3));
   cudaFree(dst);
   cudaFree(buf);
-  cudaFree(sink);
   return gbps;
 }
 
@@ -201,7 +159,7 @@ void benchW4A16(int64_t N, int64_t K, const std::vector<int64_t> &ms, double hbm
               a.w.special = special;
               ok = ok && qcuda::weightOnlyGemm(a, nullptr, &error);
             },
-            50);
+            50, kWarmup);
         if (!ok) {
           std::printf(
               "{\"bench\":\"gemm\",\"name\":\"w4a16_g128\",\"N\":%lld,\"K\":%lld,\"M\":%lld,"
@@ -269,7 +227,7 @@ void benchCublas(cublasLtHandle_t lt, int64_t N, int64_t K, const std::vector<in
             cublasLtMatmul(lt, op, &alpha, w[size_t(i % copies)], la, x, lb, &beta, y, lc, y, lc,
                            &heur.algo, workspace, wsBytes, nullptr);
           },
-          50);
+          50, kWarmup);
       const double bytes = double(wBytes) + 2.0 * M * K + 2.0 * M * N;
       printGemm("cublas_bf16", "cublasLt", N, K, M, us, bytes, hbm);
     }
