@@ -10,7 +10,8 @@
 #     baselines (torch_baselines.py, torch_attention.py if present);
 #  4b. bench/gpu/e2e.sh (qrun --device cuda end to end) when gpu-e2e/ from
 #     prepare_e2e.sh was carried (e2e.log);
-#  5. report.py: ONE table, printed last, and $OUT/gpu-results.json.
+#  5. report.py: the attention and 8B decode bars, then ONE table, printed
+#     last, and $OUT/gpu-results.json.
 # Files back in $OUT (at most 8): gpu-results.json, bench.jsonl, tests.log,
 # build.log (when rebuilt).
 #   bench/gpu/run.sh            # on the device
@@ -92,7 +93,9 @@ fi
 # End to end: qrun --device cuda on the carried gpu-e2e/ bundle (prepare_e2e.sh).
 if [ -d gpu-e2e ] || [ $DRY = 1 ]; then
   step "end to end (bench/gpu/e2e.sh)"
-  run 300 bench/gpu/e2e.sh >"$RES/e2e.log" 2>&1; echo "   e2e.sh: exit $? (e2e.log)"; [ $DRY = 1 ] || tail -25 "$RES/e2e.log"
+  run 300 env OUT="$RES" bench/gpu/e2e.sh >"$RES/e2e.log" 2>&1; echo "   e2e.sh: exit $? (e2e.log)"; [ $DRY = 1 ] || tail -25 "$RES/e2e.log"
+  # The 8B decode curve (decode_bench) joins the report.
+  [ -f "$RES/decode.jsonl" ] && cat "$RES/decode.jsonl" >>"$WORK/bench.jsonl"
 fi
 
 cp "$WORK/bench.jsonl" "$RES/bench.jsonl" 2>/dev/null

@@ -2,7 +2,9 @@
 """The device check's report generator (bench/gpu/report.py) on fake results
 whose verdicts are known by construction: every bar met and not met once,
 a missing cuBLAS time, a failed gtest counted, prefill attention rows paired
-with the SDPA time of their shape (and none for another shape)."""
+with the SDPA time of their shape (and none for another shape), the decode
+attention bars (vs SDPA's GB/s, fp8 speedup) and the 8B decode bar at batch
+1 against the HBM bandwidth."""
 import json
 import os
 import subprocess
@@ -38,6 +40,24 @@ def main():
         prefill("paged_prefill", 900.0, kernel="fma", kv="fp8_e4m3", batch=1),
         prefill("torch_sdpa_prefill", 500.0),
         {"bench": "attention", "name": "torch_sdpa_prefill", "error": "no flash kernel"},
+        # Decode attention: bf16 at 2850 of SDPA's 3000 GB/s (0.95: met); fp8
+        # 1.5x faster (not met); a shuffled row listed but not in the bars.
+        {"bench": "attention", "name": "paged_decode", "kv": "bf16", "tables": "contiguous",
+         "batch": 32, "context": 4096, "time_us": 150.0, "GBps": 2850.0, "pct_of_read": 95.0},
+        {"bench": "attention", "name": "paged_decode", "kv": "fp8_e4m3", "tables": "contiguous",
+         "batch": 32, "context": 4096, "time_us": 100.0, "GBps": 2140.0, "pct_of_read": 71.3},
+        {"bench": "attention", "name": "paged_decode", "kv": "bf16", "tables": "shuffled",
+         "batch": 32, "context": 4096, "time_us": 170.0, "GBps": 2500.0, "pct_of_read": 83.0},
+        {"bench": "attention", "name": "torch_sdpa_decode", "kv": "bf16", "batch": 32,
+         "context": 4096, "time_us": 142.5, "GBps": 3000.0},
+        # 8B decode: batch 1 at 2400 of 3000 GB/s (80 %: met), batch 64, and a
+        # batch-1 row without graphs (not the bar's).
+        {"name": "decode_step", "graphs": True, "shape": "llama3-8b-int4 B=1 ctx=1024",
+         "batch": 1, "time_us": 2000.0, "tokens_per_s": 500.0, "GB/s": 2400.0},
+        {"name": "decode_step", "graphs": True, "shape": "llama3-8b-int4 B=64 ctx=1024",
+         "batch": 64, "time_us": 4000.0, "tokens_per_s": 16000.0, "GB/s": 1500.0},
+        {"name": "decode_step", "graphs": False, "shape": "llama3-8b-int4 B=1 ctx=1024",
+         "batch": 1, "time_us": 4000.0, "tokens_per_s": 250.0, "GB/s": 1200.0},
     ]
     with open(bench, "w") as f:
         f.write("not json, ignored\n")
@@ -53,7 +73,8 @@ def main():
     text = subprocess.run([sys.executable, report, "--bench", bench, "--gtest", gtest,
                            "--out", out], check=True, capture_output=True, text=True).stdout
     res = json.load(open(out))
-    bars = {(b["N"], b["K"], b["M"]): b for b in res["bars"]}
+    bars = {(b["N"], b["K"], b["M"]): b for b in res["bars"] if "N" in b}
+    named = {b["bar"]: b for b in res["bars"]}
     problems = []
 
     def expect(cond, what):
@@ -81,6 +102,21 @@ def main():
            "prefill vs SDPA = SDPA us / ours us at the same shape")
     expect(pf[("fma", "fp8_e4m3", 1)]["sdpa_us"] is None, "no SDPA row of that shape: none")
     expect("prefill attention" in text and "vs SDPA 1.25" in text, "prefill lines printed")
+    sd = named.get("paged_decode_bf16_vs_sdpa_GBps>=0.9")
+    expect(sd is not None and abs(sd["value"] - 0.95) < 1e-9 and sd["met"],
+           "decode bf16 at 0.95 of SDPA's GB/s meets the bar")
+    f8 = named.get("fp8_kv_speedup>=1.7")
+    expect(f8 is not None and abs(f8["value"] - 1.5) < 1e-9 and not f8["met"],
+           "fp8 KV 1.5x faster does not meet the 1.7x bar")
+    expect(len(res["decode_attention"]) == 3, "three paged_decode rows listed")
+    d1 = named.get("decode_batch1_pct_hbm>=75")
+    expect(d1 is not None and abs(d1["value"] - 80.0) < 1e-9 and d1["met"],
+           "8B decode at 80 % of HBM at batch 1 meets the bar (the graphs row, not the other)")
+    expect([(r["batch"], r["graphs"]) for r in res["decode"]] == [(1, True), (64, True),
+                                                                  (1, False)],
+           "decode curve: graph rows by batch, then rows without graphs")
+    expect("Llama-3-8B-shaped INT4 decode" in text and "decode attention" in text,
+           "decode sections printed")
     expect(text.strip().splitlines()[-1].startswith("w4a16_g128"), "the table is printed last")
     if problems:
         print("report_test failed:\n  " + "\n  ".join(problems) + "\n--- output:\n" + text)
