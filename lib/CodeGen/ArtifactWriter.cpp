@@ -409,6 +409,15 @@ bool Writer::collect() {
 
   const int64_t H = config_.hiddenSize, I = config_.intermediateSize, D = config_.headDim;
   const int64_t qOut = config_.numHeads * D, kvOut = config_.numKvHeads * D;
+  // What the CUDA executor's kernels take (docs/cuda.md): refused here, at
+  // compile time, rather than when the artifact is loaded on the GPU.
+  if (gpu_ && D != 64 && D != 128)
+    return fail("-target=" + isa_ + ": head_dim " + std::to_string(D) +
+                " is not supported by the CUDA attention kernels (64 or 128)");
+  if (gpu_ && (H % 8 != 0 || I % 8 != 0))
+    return fail("-target=" + isa_ + ": hidden_size " + std::to_string(H) +
+                " and intermediate_size " + std::to_string(I) +
+                " must be multiples of 8 for the CUDA row kernels");
   std::string emb = planWeight(embedding.getTable(), "embedding", false);
   if (emb.empty())
     return false;
