@@ -54,6 +54,9 @@ struct TensorPlan {
   /// GPU targets: a W8A8 weight (its linear has act_quant), stored in
   /// the W8A8 layout (int8 codes + fp32 scales) instead of a weight-only one.
   bool w8a8 = false;
+  /// With w8a8: the codes are fp8_e4m3 (-wquant=fp8 -method=smoothquant),
+  /// stored as they are in the FP8 W8A8 layout.
+  bool fp8 = false;
   std::string dtype;                 // "f32", "bf16", "u8"
   std::vector<int64_t> shape;
   std::string layout;
@@ -99,9 +102,10 @@ private:
   bool writeFused(llvm::raw_ostream &os, const TensorPlan &p);
   /// Bytes of a packed rows x cols matrix in the target's layout, and its
   /// layout id; false (error set) for a shape the target's kernels refuse.
-  /// `w8a8`: GPU targets' W8A8 layout.
+  /// `w8a8`: GPU targets' W8A8 layout (`fp8`: its E4M3 variant).
   bool packedSize(const qrt::kernels::PackedFormat &format, int64_t rows, int64_t cols,
-                  bool w8a8, std::string *layout, int64_t *bytes, std::string *error) const;
+                  bool w8a8, bool fp8, std::string *layout, int64_t *bytes,
+                  std::string *error) const;
   /// Packs `ref` in the target's layout into `buffer` (`nbytes` bytes).
   bool pack(const qrt::kernels::RefQuantMatrix &ref, const TensorPlan &p,
             std::vector<uint8_t> *buffer);
@@ -168,13 +172,13 @@ bool Writer::resolveTarget() {
 }
 
 bool Writer::packedSize(const qrt::kernels::PackedFormat &format, int64_t rows, int64_t cols,
-                        bool w8a8, std::string *layout, int64_t *bytes,
+                        bool w8a8, bool fp8, std::string *layout, int64_t *bytes,
                         std::string *error) const {
   if (gpu_ && w8a8) {
     qrt::GpuW8A8BlobLayout bl;
     if (!qrt::gpuW8A8BlobLayout(rows, cols, &bl, error))
       return false;
-    *layout = qrt::gpuW8A8LayoutId();
+    *layout = fp8 ? qrt::gpuW8A8Fp8LayoutId() : qrt::gpuW8A8LayoutId();
     *bytes = bl.totalBytes;
     return true;
   }
@@ -206,7 +210,8 @@ bool Writer::pack(const qrt::kernels::RefQuantMatrix &ref, const TensorPlan &p,
   if (gpu_ && p.w8a8) {
     qrt::GpuW8A8BlobLayout bl;
     if (!qrt::gpuW8A8BlobLayout(ref.rows, ref.cols, &bl, &err) ||
-        !qrt::writeGpuW8A8Blob(ref, bl, buffer->data(), &err))
+        !(p.fp8 ? qrt::writeGpuW8A8Fp8Blob(ref, bl, buffer->data(), &err)
+                : qrt::writeGpuW8A8Blob(ref, bl, buffer->data(), &err)))
       return fail("weight '" + p.name + "': cannot pack for the CUDA W8A8 GEMM: " + err);
     return true;
   }
@@ -269,7 +274,9 @@ std::string Writer::planWeight(mlir::Value weight, const char *role, bool allowQ
   if (!allowQuantized)
     return unsupported(std::string("the ") + role + " must stay float");
   const char *kernelsName = gpu_ ? "the CUDA kernels" : "the CPU kernels";
-  if (f.kind != qllm::ElementKind::Int || (f.bits != 4 && f.bits != 8))
+  // FP8 W8A8 (cuBLASLt's E4M3 GEMM) is the one non-int format a GPU runs.
+  const bool fp8 = gpu_ && w8a8 && f.kind == qllm::ElementKind::FP8E4M3;
+  if (!fp8 && (f.kind != qllm::ElementKind::Int || (f.bits != 4 && f.bits != 8)))
     return unsupported(std::string(kernelsName) + " run int4 and int8");
   // The GPU layout checks its group sizes (multiples of 32) in packedSize.
   if (!gpu_ && f.groupSize != -1 &&
@@ -277,10 +284,11 @@ std::string Writer::planWeight(mlir::Value weight, const char *role, bool allowQ
     return unsupported("group sizes must be multiples of " +
                        std::to_string(qrt::kernels::kActBlock) + " or per-channel");
 
-  // W8A8 on a GPU: cuBLASLt's int8 GEMM with one scale per output channel.
+  // W8A8 on a GPU: cuBLASLt's int8 or E4M3 GEMM with one scale per output
+  // channel.
   if (gpu_ && w8a8 && !(f.bits == 8 && f.groupSize == -1 && f.symmetric))
-    return unsupported("a linear with act_quant (W8A8) needs int8 per-channel symmetric "
-                       "weights, as -wquant=w8a8 makes them");
+    return unsupported("a linear with act_quant (W8A8) needs int8 or fp8_e4m3 per-channel "
+                       "symmetric weights, as -wquant=w8a8 or -wquant=fp8 makes them");
   if (plans_.count(name))
     return name;
   auto shape = type.getShape();
@@ -298,9 +306,10 @@ std::string Writer::planWeight(mlir::Value weight, const char *role, bool allowQ
   p.format.groupSize = f.groupSize == -1 ? 0 : int(f.groupSize);
   p.format.symmetric = f.symmetric;
   p.w8a8 = gpu_ && w8a8;
+  p.fp8 = fp8;
   std::string err;
   int64_t bytes = 0;
-  if (!packedSize(p.format, p.rows, p.cols, p.w8a8, &p.layout, &bytes, &err))
+  if (!packedSize(p.format, p.rows, p.cols, p.w8a8, p.fp8, &p.layout, &bytes, &err))
     return unsupported(err);
   p.dtype = "u8";
   p.nbytes = uint64_t(bytes);
@@ -317,20 +326,31 @@ llvm::json::Object Writer::linearJson(mlir::Value weight, mlir::Value bias, mlir
   llvm::json::Object out;
   auto linear = llvm::dyn_cast_or_null<qllm::LinearOp>(op);
   const bool actQuant = linear && linear.getActQuant();
-  if (gpu_ && actQuant && linear.getActQuantType() && *linear.getActQuantType() != "int8") {
-    fail(where + ": act_quant_type '" + linear.getActQuantType()->str() +
-         "' is not run by the CUDA executor (-target=" + isa_ +
-         " runs int8 W8A8 activations: -wquant=w8a8)");
+  const std::string actType =
+      actQuant && linear.getActQuantType() ? linear.getActQuantType()->str() : "int8";
+  if (gpu_ && actQuant && actType != "int8" && actType != "fp8_e4m3") {
+    fail(where + ": act_quant_type '" + actType + "' is not run by the CUDA executor (-target=" +
+         isa_ + " runs int8 and fp8_e4m3 W8A8 activations)");
+    return out;
+  }
+  if (gpu_ && actQuant && actType == "fp8_e4m3" && !qrt::gpuTargetHasFp8(*gpu_)) {
+    fail(where + ": fp8_e4m3 W8A8 needs FP8 tensor cores, which -target=" + isa_ +
+         " lacks (use -target=sm89 or sm90, or -wquant=w8a8 for int8)");
     return out;
   }
   std::string name = planWeight(weight, where.c_str(), /*allowQuantized=*/true, actQuant);
   if (name.empty())
     return out;
   const TensorPlan &p = plans_[name];
+  if (gpu_ && actQuant && p.w8a8 && p.fp8 != (actType == "fp8_e4m3")) {
+    fail(where + ": weight '" + name + "' is " + (p.fp8 ? "fp8_e4m3" : "int8") +
+         " and act_quant_type is " + actType + "; the CUDA W8A8 GEMM needs both the same type");
+    return out;
+  }
   if (gpu_ && (actQuant || p.w8a8) && p.w8a8 != actQuant) {
     fail(where + ": weight '" + name + "' " +
-         (actQuant ? "is float; a linear with act_quant (W8A8) needs int8 per-channel "
-                     "symmetric weights on -target=" + isa_
+         (actQuant ? "is float; a linear with act_quant (W8A8) needs int8 or fp8_e4m3 "
+                     "per-channel symmetric weights on -target=" + isa_
                    : std::string("is shared with a W8A8 linear but this one has no act_quant")));
     return out;
   }
@@ -347,7 +367,7 @@ llvm::json::Object Writer::linearJson(mlir::Value weight, mlir::Value bias, mlir
   out["in_features"] = cols;
   out["layout"] = p.layout;
   if (p.packed) {
-    out["format"] = p.format.bits == 4 ? "int4" : "int8";
+    out["format"] = p.fp8 ? "fp8_e4m3" : p.format.bits == 4 ? "int4" : "int8";
     out["bits"] = p.format.bits;
     out["group_size"] = p.format.groupSize;
     out["symmetric"] = p.format.symmetric;
@@ -532,6 +552,7 @@ bool Writer::fuse(llvm::json::Object &layer, std::initializer_list<const char *>
   fused.quant = first.quant;
   fused.format = first.format;
   fused.w8a8 = first.w8a8;
+  fused.fp8 = first.fp8;
   fused.dtype = first.dtype;
   fused.layout = first.layout;
   fused.cols = cols;
@@ -562,7 +583,8 @@ bool Writer::fuse(llvm::json::Object &layer, std::initializer_list<const char *>
   if (fused.packed) {
     std::string err, layout;
     int64_t bytes = 0;
-    if (!packedSize(fused.format, fused.rows, cols, fused.w8a8, &layout, &bytes, &err))
+    if (!packedSize(fused.format, fused.rows, cols, fused.w8a8, fused.fp8, &layout, &bytes,
+                    &err))
       return fail(fusedName + ": " + err);
     fused.nbytes = uint64_t(bytes);
     fused.shape = {bytes};

@@ -11,12 +11,14 @@ Without a GPU (every CI run), from ../shared austen-llama-7m:
   - qrun refuses the artifact for the CPU in one line ("run it with qrun
     --device cuda"), and --device cuda says why it cannot run here;
   - the int4 artifact carries generated CUDA kernels for sm_90a (when nvcc
-    is here), the bf16 one none.
+    is here), the bf16 one none;
+  - the FP8 W8A8 artifact (-wquant=fp8 -method=smoothquant) passes the
+    loader: qrun --device cuda stops only at the missing GPU.
 With a GPU (exit 77 otherwise):
   - the unquantized (bf16) sm90 artifact reproduces reference.json's greedy
     ids;
-  - the int4 and W8A8 (per-token int8) artifacts' qrun --perplexity is
-    within 0.5% of qopt -eval-ppl;
+  - the int4, W8A8 (per-token int8) and FP8 W8A8 (per-token E4M3, sm90)
+    artifacts' qrun --perplexity is within 0.5% of qopt -eval-ppl;
   - decode steps replayed as CUDA graphs give the same greedy ids as the
     same steps run kernel by kernel (--no-cuda-graphs), at concurrency 8
     and 3 with requests finishing one after another, so batches hit a
@@ -124,10 +126,15 @@ def make_bundle(args, out):
     w8 = ["-wquant=w8a8", "-act-quant=per-token", f"-calib={calib}", "-calib-samples=4"]
     run([args.qopt, model, *w8, "-target=sm90", "-o", os.path.join(out, "austen-w8a8.sm90.qopt")])
     want_w8 = ppl_of(run([args.qopt, model, *w8, f"-eval-ppl={text}"]).stdout)
+    # FP8 W8A8 (per-token E4M3 activations, E4M3 weights): the same path
+    # with cuBLASLt's FP8 GEMM (sm89+; the GPU machine is sm90).
+    f8 = ["-wquant=fp8", "-method=smoothquant", f"-calib={calib}", "-calib-samples=4"]
+    run([args.qopt, model, *f8, "-target=sm90", "-o", os.path.join(out, "austen-fp8.sm90.qopt")])
+    want_f8 = ppl_of(run([args.qopt, model, *f8, f"-eval-ppl={text}"]).stdout)
     shutil.copy(text, os.path.join(out, "persuasion.txt"))
     ref = json.load(open(os.path.join(model, "reference", "reference.json")))
     json.dump({"prompts": [{"ids": p["ids"], "greedy_ids": p["greedy_ids"]} for p in ref["prompts"]],
-               "int4_ppl_qopt": want, "w8a8_ppl_qopt": want_w8},
+               "int4_ppl_qopt": want, "w8a8_ppl_qopt": want_w8, "fp8_ppl_qopt": want_f8},
               open(os.path.join(out, "expected.json"), "w"))
     return model, bf16, int4
 
@@ -193,7 +200,14 @@ def check_artifacts(args, model, bf16, int4):
     if p.returncode == 0 or "cuda_i4_g128" not in p.stderr or p.stderr.count("\n") > 1:
         sys.exit(f"FAIL: GPU layout in a CPU artifact: exit {p.returncode}, {p.stderr!r}")
     shutil.rmtree(bad)
-    print("cpu: sm90 manifests, GPU-packed int4 blob = weights within half a step, refusals")
+    # The FP8 W8A8 artifact passes the loader (which runs before the device
+    # is looked for): without a GPU, qrun stops only at the missing device.
+    fp8 = os.path.join(os.path.dirname(int4), "austen-fp8.sm90.qopt")
+    p = run([args.qrun, fp8, "--token-ids", "1", "-n", "1", "--device", "cuda"], check=False)
+    if p.returncode != 0 and "no CUDA device" not in p.stderr and "built without CUDA" not in p.stderr:
+        sys.exit(f"FAIL: the FP8 W8A8 sm90 artifact: exit {p.returncode}, {p.stderr!r}")
+    print("cpu: sm90 manifests, GPU-packed int4 blob = weights within half a step, refusals, "
+          "FP8 W8A8 artifact loads")
 
 
 def gpu_available(qrun, art):
@@ -237,6 +251,15 @@ def check_gpu(qrun, bundle):
             sys.exit(f"FAIL: GPU W8A8 perplexity {ppl:.4f}, qopt -eval-ppl {want:.4f} "
                      f"(> 0.5% apart)")
         print(f"gpu: W8A8 (per-token int8) perplexity {ppl:.4f} vs qopt {want:.4f}")
+    f8 = os.path.join(bundle, "austen-fp8.sm90.qopt")
+    if "fp8_ppl_qopt" in exp and os.path.isdir(f8):
+        ppl = ppl_of(run([qrun, f8, "--device", "cuda", "--perplexity",
+                          os.path.join(bundle, "persuasion.txt")]).stdout)
+        want = exp["fp8_ppl_qopt"]
+        if abs(ppl - want) > 0.005 * want:
+            sys.exit(f"FAIL: GPU FP8 W8A8 perplexity {ppl:.4f}, qopt -eval-ppl {want:.4f} "
+                     f"(> 0.5% apart)")
+        print(f"gpu: FP8 W8A8 (per-token E4M3) perplexity {ppl:.4f} vs qopt {want:.4f}")
     check_graphs(qrun, bf16, int4, exp)
     check_generated_kernels(qrun, int4, exp)
     return 0

@@ -13,8 +13,18 @@ From ../shared austen-llama-7m with -wquant=w8a8 -target=sm90:
     reference per-channel symmetric quantization of the safetensors weight:
     scale max|w| / 127 rounded to fp16 (the quantizer's scales are
     fp16-representable), code round-half-even(w / scale) clamped to +-127;
-  - fp8 activations (-wquant=fp8 -method=smoothquant) are refused in one
-    line.
+  - FP8 (-wquant=fp8 -method=smoothquant) for sm90 and sm89: every decoder
+    linear has the layout cuda_w8a8_f8_pc, format fp8_e4m3 per channel
+    symmetric, act_quant type fp8_e4m3 per token; the o_proj blob, its E4M3
+    codes decoded here from the format (sign, 4-bit exponent with bias 7,
+    3-bit mantissa, no infinities, 0x7f / 0xff NaN), equals the reference
+    fake quantization of the safetensors weight exactly: scale max|w| / 448
+    in fp32, w / scale rounded to the nearest E4M3 value (ties to even,
+    saturating at 448), as the compiler's quantizer and the reference
+    executor do;
+  - refused in one line, nothing written: FP8 for sm80 (no FP8 tensor
+    cores; the error names the target), and weight-only fp8 (-method=rtn,
+    no act_quant) for sm90.
 Exit 77 when the shared data is absent.
 """
 import argparse
@@ -28,6 +38,7 @@ import numpy as np
 
 SKIP = 77
 LAYOUT = "cuda_w8a8_i8_pc"
+FP8_LAYOUT = "cuda_w8a8_f8_pc"
 
 
 def run(cmd, check=True):
@@ -55,6 +66,88 @@ def decode_w8a8_blob(blob, n, k):
     codes = np.frombuffer(blob[:n * k], np.int8).reshape(n, k)
     scales = np.frombuffer(blob[so:so + 4 * n], np.float32)
     return codes, scales, so + 4 * n
+
+
+def decode_e4m3(codes):
+    """E4M3 ("fn") bytes to float32, from the format: sign bit 7, exponent
+    bits 6..3 (bias 7), mantissa bits 2..0; exponent 0 is subnormal
+    (mantissa * 2^-9); no infinities; 0x7f / 0xff are NaN."""
+    c = codes.astype(np.int32)
+    sign = np.where(c & 0x80, -1.0, 1.0)
+    e = (c >> 3) & 0xF
+    m = c & 0x7
+    mag = np.where(e == 0, m * 2.0 ** -9, (8 + m) * np.exp2(e - 10.0))
+    out = sign * mag
+    out[(c & 0x7F) == 0x7F] = np.nan
+    return out.astype(np.float32)
+
+
+def round_e4m3(y):
+    """Nearest E4M3 value of float32 y (ties to even), saturating at +-448:
+    the spacing is 2^(e-3) for |y| in [2^e, 2^(e+1)), 2^-9 below 2^-6, so
+    rint of y / spacing (exact: a power of two) is the format's rounding."""
+    a = np.abs(y)
+    _, e = np.frexp(a)
+    step = np.exp2(np.maximum(e - 1, -6) - 3.0).astype(np.float32)
+    r = np.minimum(np.rint(a / step) * step, np.float32(448))
+    return np.copysign(r, y).astype(np.float32)
+
+
+def check_fp8_artifact(art, isa, cc, model):
+    man = json.load(open(os.path.join(art, "manifest.json")))
+    t = man["target"]
+    if t.get("isa") != isa or t.get("device") != "cuda" or t.get("compute_capability") != cc:
+        sys.exit(f"FAIL: {art}: target {t}")
+    for li, layer in enumerate(man["model"]["layers"]):
+        for key in ("qkv", "o", "gate_up", "down"):
+            lin = layer.get(key)
+            if lin is None:
+                sys.exit(f"FAIL: {isa} fp8 layers[{li}] has no fused '{key}': {sorted(layer)}")
+            aq = lin.get("act_quant") or {}
+            if (lin["layout"] != FP8_LAYOUT or lin["format"] != "fp8_e4m3" or lin["bits"] != 8 or
+                    lin["group_size"] != 0 or not lin["symmetric"] or aq.get("type") != "fp8_e4m3" or
+                    aq.get("mode") != "per_token"):
+                sys.exit(f"FAIL: {isa} fp8 layers[{li}].{key}: {lin}")
+    if man["model"]["lm_head"]["layout"] != "row_major":
+        sys.exit(f"FAIL: {isa} fp8 lm_head {man['model']['lm_head']}")
+
+    tensors = {t["name"]: t for t in man["tensors"]}
+    o = man["model"]["layers"][0]["o"]
+    t = tensors[o["weight"]]
+    if t["layout"] != FP8_LAYOUT or t["dtype"] != "u8" or t["offset"] % 256 != 0:
+        sys.exit(f"FAIL: {isa} fp8 tensor {t}")
+    with open(os.path.join(art, "weights.bin"), "rb") as f:
+        f.seek(t["offset"])
+        blob = f.read(t["nbytes"])
+    n, k = o["out_features"], o["in_features"]
+    so = (n * k + 255) // 256 * 256
+    if so + 4 * n != t["nbytes"]:
+        sys.exit(f"FAIL: {o['weight']}: {t['nbytes']} bytes, the documented layout needs {so + 4 * n}")
+    codes = np.frombuffer(blob[:n * k], np.uint8).reshape(n, k)
+    scales = np.frombuffer(blob[so:so + 4 * n], np.float32)
+    if ((codes & 0x7F) == 0x7F).any():
+        sys.exit(f"FAIL: {o['weight']}: a NaN E4M3 code")
+    w = safetensors_f32(os.path.join(model, "model.safetensors"), o["weight"]).astype(np.float32)
+    amax = np.abs(w).max(axis=1)
+    ref_scales = np.where(amax > 0, amax / np.float32(448), np.float32(1)).astype(np.float32)
+    if not np.array_equal(scales, ref_scales):
+        i = int(np.argmax(scales != ref_scales))
+        sys.exit(f"FAIL: {o['weight']} scale[{i}] {scales[i]} vs reference {ref_scales[i]}")
+    ref = round_e4m3(w / ref_scales[:, None])
+    got = decode_e4m3(codes)
+    if not np.array_equal(got, ref):
+        i = tuple(int(v) for v in np.argwhere(got != ref)[0])
+        sys.exit(f"FAIL: {o['weight']}{list(i)}: code 0x{codes[i]:02x} = {got[i]}, reference "
+                 f"{ref[i]} (w / scale = {w[i] / ref_scales[i[0]]})")
+    if not np.array_equal(got * scales[:, None], ref * ref_scales[:, None]):
+        sys.exit(f"FAIL: {o['weight']}: dequantized weights differ from the reference")
+    return f"fp8 {isa}: {o['weight']} E4M3 codes and scales equal the reference"
+
+
+def check_refused(p, what, needle):
+    err = p.stderr.strip()
+    if p.returncode == 0 or len(err.splitlines()) != 1 or needle not in err:
+        sys.exit(f"FAIL: {what}: exit {p.returncode}, stderr:\n{p.stderr}")
 
 
 def check_artifact(art, mode, model):
@@ -124,13 +217,20 @@ def main():
             run([args.qopt, model, "-wquant=w8a8", f"-act-quant={mode}", f"-calib={calib}",
                  "-calib-samples=4", "-target=sm90", "-o", art])
             summary.append(check_artifact(art, mode, model))
-        p = run([args.qopt, model, "-wquant=fp8", "-method=smoothquant", f"-calib={calib}",
-                 "-calib-samples=4", "-target=sm90", "-o", os.path.join(tmp, "fp8.qopt")],
-                check=False)
-        err = p.stderr.strip()
-        if p.returncode == 0 or len(err.splitlines()) != 1 or "fp8_e4m3" not in err:
-            sys.exit(f"FAIL: fp8 W8A8 for sm90: exit {p.returncode}, stderr:\n{p.stderr}")
-    print("; ".join(summary) + "; fp8 activations refused")
+        fp8 = ["-wquant=fp8", "-method=smoothquant", f"-calib={calib}", "-calib-samples=4"]
+        for isa, cc in (("sm90", [9, 0]), ("sm89", [8, 9])):
+            art = os.path.join(tmp, f"fp8-{isa}.qopt")
+            run([args.qopt, model, *fp8, f"-target={isa}", "-o", art])
+            summary.append(check_fp8_artifact(art, isa, cc, model))
+        out = os.path.join(tmp, "fp8-sm80.qopt")
+        check_refused(run([args.qopt, model, *fp8, "-target=sm80", "-o", out], check=False),
+                      "fp8 W8A8 for sm80", "-target=sm80")
+        rtn = os.path.join(tmp, "fp8-rtn.qopt")
+        check_refused(run([args.qopt, model, "-wquant=fp8", "-method=rtn", "-target=sm90", "-o", rtn],
+                          check=False), "weight-only fp8 for sm90", "fp8_e4m3")
+        if os.path.exists(out) or os.path.exists(rtn):
+            sys.exit("FAIL: a refused compile left an artifact behind")
+    print("; ".join(summary) + "; fp8 for sm80 and weight-only fp8 refused")
 
 
 if __name__ == "__main__":

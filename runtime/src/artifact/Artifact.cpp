@@ -477,12 +477,21 @@ std::unique_ptr<Artifact> Artifact::openImpl(const std::string &path, Use use,
                            Fields *lf) -> bool {
     qcuda::GpuQuantFormat gf;
     std::string perr;
-    if (l.layout == gpuW8A8LayoutId()) { // W8A8: int8 codes + fp32 scales
+    const bool fp8 = l.layout == gpuW8A8Fp8LayoutId();
+    if (fp8 || l.layout == gpuW8A8LayoutId()) { // W8A8: 8-bit codes + fp32 scales
+      const char *format = fp8 ? "fp8_e4m3" : "int8";
       GpuW8A8BlobLayout wl;
-      if (l.format != "int8" || l.bits != 8 || l.groupSize != 0 || !l.symmetric ||
+      if (l.format != format || l.bits != 8 || l.groupSize != 0 || !l.symmetric ||
           w.layout != l.layout || w.dtype != "u8") {
-        lf->fail("layout", "'" + l.layout + "' needs an int8 per-channel symmetric linear " +
-                               "and a u8 tensor '" + w.name + "' of that layout");
+        lf->fail("layout", "'" + l.layout + "' needs an " + format +
+                               " per-channel symmetric linear and a u8 tensor '" + w.name +
+                               "' of that layout");
+        return false;
+      }
+      const GpuTargetInfo *t = findGpuTarget(a->target_.isa);
+      if (fp8 && t && !gpuTargetHasFp8(*t)) {
+        lf->fail("layout", "'" + l.layout + "' needs FP8 tensor cores (sm89 or newer), the "
+                               "artifact targets " + a->target_.isa);
         return false;
       }
       if (!gpuW8A8BlobLayout(l.outFeatures, l.inFeatures, &wl, &perr)) {
@@ -551,7 +560,8 @@ std::unique_ptr<Artifact> Artifact::openImpl(const std::string &path, Use use,
                               std::to_string(outF) + ", " + std::to_string(inF) + "] matrix");
         return false;
       }
-    } else if ((l->format == "int4" || l->format == "int8") && a->target_.isCuda()) {
+    } else if ((l->format == "int4" || l->format == "int8" || l->format == "fp8_e4m3") &&
+               a->target_.isCuda()) {
       if (!readGpuPacked(*l, *w, &lf))
         return false;
     } else if (l->format == "int4" || l->format == "int8") {
@@ -600,6 +610,19 @@ std::unique_ptr<Artifact> Artifact::openImpl(const std::string &path, Use use,
       if ((l->activationQuant != "int8" && l->activationQuant != "fp8_e4m3") ||
           (l->activationQuantMode != "per_token" && l->activationQuantMode != "per_tensor")) {
         af.fail("", "has an unknown type or mode");
+        return false;
+      }
+    }
+    // GPU W8A8 layouts: cuBLASLt multiplies codes of one type, so the
+    // activations are quantized to the weights' type.
+    const bool gpuW8A8 = l->layout == gpuW8A8LayoutId() || l->layout == gpuW8A8Fp8LayoutId();
+    if (a->target_.isCuda() && gpuW8A8) {
+      const std::string want = l->layout == gpuW8A8Fp8LayoutId() ? "fp8_e4m3" : "int8";
+      if (l->activationQuant != want) {
+        lf.fail("act_quant", "is " +
+                                 (l->activationQuant.empty() ? std::string("null")
+                                                             : "'" + l->activationQuant + "'") +
+                                 ", layout " + l->layout + " needs type " + want);
         return false;
       }
     }

@@ -148,4 +148,35 @@ bool writeGpuW8A8Blob(const kernels::RefQuantMatrix &ref, const GpuW8A8BlobLayou
   return true;
 }
 
+bool writeGpuW8A8Fp8Blob(const kernels::RefQuantMatrix &ref, const GpuW8A8BlobLayout &l,
+                         uint8_t *blob, std::string *error) {
+  if (ref.bits != 8 || ref.groupSize != 0 || !ref.symmetric) {
+    *error = "FP8 W8A8 weights must be fp8_e4m3 per-channel, got " + std::to_string(ref.bits) +
+             "-bit, group size " + std::to_string(ref.groupSize);
+    return false;
+  }
+  if (ref.rows != l.rows || ref.cols != l.cols) {
+    *error = "W8A8 blob is for " + std::to_string(l.rows) + " x " + std::to_string(l.cols) +
+             ", the matrix is " + std::to_string(ref.rows) + " x " + std::to_string(ref.cols);
+    return false;
+  }
+  for (int64_t n = 0; n < l.rows; ++n)
+    if (!std::isfinite(ref.scales[n])) {
+      *error = "W8A8 weights: row " + std::to_string(n) + " has a scale that is not finite";
+      return false;
+    }
+  // E4M3 "fn" has no infinities; 0x7f / 0xff are its only NaNs.
+  for (int64_t i = 0; i < l.rows * l.cols; ++i)
+    if ((ref.codes[i] & 0x7f) == 0x7f) {
+      *error = "FP8 W8A8 weights: the code of row " + std::to_string(i / l.cols) + ", column " +
+               std::to_string(i % l.cols) + " is NaN";
+      return false;
+    }
+  std::memset(blob, 0, size_t(l.totalBytes));
+  // The quantizer's codes are the E4M3 bytes cuBLASLt reads: no re-encoding.
+  std::memcpy(blob + l.codesOffset, ref.codes, size_t(l.codesBytes));
+  std::memcpy(blob + l.scalesOffset, ref.scales, size_t(l.scalesBytes));
+  return true;
+}
+
 } // namespace qrt

@@ -470,7 +470,9 @@ struct CudaModelExecutor::Impl {
         for (const DeviceLinear *p : parts) {
           const bool same =
               bool(p->w8a8) == bool(parts[0]->w8a8) &&
-              (!p->w8a8 || (p->w8a8->inputSpec(nullptr, nullptr).mode ==
+              (!p->w8a8 || (p->w8a8->inputSpec(nullptr, nullptr).type ==
+                                parts[0]->w8a8->inputSpec(nullptr, nullptr).type &&
+                            p->w8a8->inputSpec(nullptr, nullptr).mode ==
                                 parts[0]->w8a8->inputSpec(nullptr, nullptr).mode &&
                             p->w8a8->inputSpec(nullptr, nullptr).staticScale ==
                                 parts[0]->w8a8->inputSpec(nullptr, nullptr).staticScale));

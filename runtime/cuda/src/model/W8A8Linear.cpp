@@ -46,14 +46,23 @@ bool W8A8Linear::upload(const qrt::ArtifactLinear &l, std::string *error) {
     *error = what + ": already uploaded";
     return false;
   }
-  if (l.activationQuant != "int8") {
+  // Weights and activations are of one type: cuBLASLt multiplies int8 by
+  // int8 or E4M3 by E4M3.
+  Q8Type type = Q8Type::kInt8;
+  const char *layout = qrt::gpuW8A8LayoutId();
+  const char *recompile = "qopt -wquant=w8a8 -target=sm80|sm89|sm90";
+  if (l.activationQuant == "fp8_e4m3") {
+    type = Q8Type::kFp8E4M3;
+    layout = qrt::gpuW8A8Fp8LayoutId();
+    recompile = "qopt -wquant=fp8 -method=smoothquant -target=sm89|sm90";
+  } else if (l.activationQuant != "int8") {
     *error = what + ": activations '" + l.activationQuant +
-             "' are not run by the CUDA executor (int8 W8A8 only)";
+             "' are not run by the CUDA executor (int8 or fp8_e4m3 W8A8)";
     return false;
   }
-  if (l.layout != qrt::gpuW8A8LayoutId() || !l.packed) {
-    *error = what + ": layout '" + l.layout + "', expected " + qrt::gpuW8A8LayoutId() +
-             " (recompile with qopt -wquant=w8a8 -target=sm80|sm89|sm90)";
+  if (l.layout != layout || !l.packed) {
+    *error = what + ": layout '" + l.layout + "' with " + l.activationQuant +
+             " activations, expected " + layout + " (recompile with " + recompile + ")";
     return false;
   }
   qrt::GpuW8A8BlobLayout bl;
@@ -105,6 +114,7 @@ bool W8A8Linear::upload(const qrt::ArtifactLinear &l, std::string *error) {
   name_ = l.name;
   N_ = l.outFeatures;
   K_ = l.inFeatures;
+  type_ = type;
   mode_ = mode;
   staticScale_ = mode == ActScaleMode::kStatic ? l.activationScale : 0.f;
   return true;
@@ -112,7 +122,7 @@ bool W8A8Linear::upload(const qrt::ArtifactLinear &l, std::string *error) {
 
 ActQuantOut W8A8Linear::inputSpec(void *q, float *scales) const {
   ActQuantOut o;
-  o.type = Q8Type::kInt8;
+  o.type = type_;
   o.mode = mode_;
   o.staticScale = staticScale_;
   o.q = q;
@@ -129,7 +139,7 @@ bool W8A8Linear::run(W8A8Gemm &gemm, const void *xq, const float *xScales, int64
   if (M == 0)
     return true;
   W8A8GemmArgs a;
-  a.type = Q8Type::kInt8;
+  a.type = type_;
   a.xq = xq;
   a.xScales = xScales;
   a.wq = codes_;
