@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # One device call for the whole GPU check. The prebuilt binaries
 # (prepare.sh: build-gpu/bin, third_party-gpu) and the end-to-end bundle
-# (prepare_e2e.sh: gpu-e2e, artifacts + qrun) are ~80 MB together, over the
-# device tool's 64 MiB carry limit; compressed (xz) they are ~25 MB. This
+# (prepare_e2e.sh: gpu-e2e, artifacts + qrun) are ~115 MB together, over the
+# device tool's 64 MiB carry limit; compressed (xz) they are ~36 MB. This
 # builds both, packs them into the ignored gpu-bundle/bundle.tar.xz and
 # prints the `run` call; on the device, device_check.sh unpacks and runs
 # run.sh (which runs e2e.sh too).
