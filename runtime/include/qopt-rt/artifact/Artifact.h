@@ -45,7 +45,7 @@ struct ArtifactTensor {
 struct ArtifactLinear {
   std::string name;           ///< weight tensor name (HF name)
   int64_t outFeatures = 0, inFeatures = 0;
-  std::string format;         ///< "f32", "bf16", "int4", "int8"
+  std::string format;         ///< "f32", "bf16", "int4", "int8"; "fp8_e4m3" (GPU W8A8 only)
   std::string layout;         ///< "row_major" for floats, else a kernels layout id
   int64_t groupSize = 0;      ///< 0 for per-channel or float
   bool symmetric = false;
