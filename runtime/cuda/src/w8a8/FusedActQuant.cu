@@ -89,6 +89,55 @@ template <bool Fp8> __device__ __forceinline__ uint2 encode8(const float *v, flo
   return out;
 }
 
+/// The two passes every producer shares, for one row (one block): the
+/// row's values (Source::values(i, v): the 8 values of vector i, computed
+/// the same way both times, so the same bits) are observed for the scale,
+/// then encoded with it.
+template <bool Fp8, class Source>
+__device__ void quantizeRow(const Source &src, int64_t row, int64_t vecs, const ActQuantOut &o) {
+  const bool perToken = o.mode == ActScaleMode::kPerToken;
+  RowStat stat;
+  for (int64_t i = threadIdx.x; i < vecs; i += kThreads) {
+    float v[8];
+    src.values(i, v);
+#pragma unroll
+    for (int e = 0; e < 8; ++e)
+      observe(stat, v[e], perToken);
+  }
+  const float scale = rowScale<Fp8>(stat, o);
+  if (threadIdx.x == 0)
+    o.scales[row] = scale;
+  uint2 *qr = static_cast<uint2 *>(o.q) + row * vecs;
+  for (int64_t i = threadIdx.x; i < vecs; i += kThreads) {
+    float v[8];
+    src.values(i, v);
+    qr[i] = encode8<Fp8>(v, scale);
+  }
+}
+
+/// weight * x * inv of a row whose (residual-added) values are in xr.
+struct NormedRow {
+  const uint4 *xr;
+  const float *weight;
+  float inv;
+  __device__ void values(int64_t i, float *v) const {
+    rowmath::normalize8(xr[i], weight, i, inv, v);
+  }
+};
+
+/// silu(g) * u of a fused gate|up row.
+struct SwigluRow {
+  const uint4 *gu;
+  int64_t vecs;
+  __device__ void values(int64_t i, float *v) const { rowmath::swiglu8(gu[i], gu[vecs + i], v); }
+};
+
+/// A bf16 row as it is (attention's output before o_proj).
+struct PlainRow {
+  const uint4 *xr;
+  __device__ void values(int64_t i, float *v) const { rowmath::unpack8(xr[i], v); }
+};
+
 template <bool Fp8>
 __global__ void __launch_bounds__(kThreads)
     rmsNormQuantKernel(uint4 *x, const uint4 *residual, const float *weight, int64_t vecs,
@@ -97,82 +146,21 @@ __global__ void __launch_bounds__(kThreads)
   uint4 *xr = x + row * vecs;
   const float inv = rowmath::rmsInverse<kThreads>(xr, residual ? residual + row * vecs : nullptr,
                                                   vecs, eps, dim);
-
-  const bool perToken = o.mode == ActScaleMode::kPerToken;
-  RowStat stat;
-  for (int64_t i = threadIdx.x; i < vecs; i += kThreads) {
-    float f[8];
-    rowmath::normalize8(xr[i], weight, i, inv, f);
-#pragma unroll
-    for (int e = 0; e < 8; ++e)
-      observe(stat, f[e], perToken);
-  }
-  const float scale = rowScale<Fp8>(stat, o);
-  if (threadIdx.x == 0)
-    o.scales[row] = scale;
-  uint2 *qr = static_cast<uint2 *>(o.q) + row * vecs;
-  for (int64_t i = threadIdx.x; i < vecs; i += kThreads) {
-    float f[8];
-    rowmath::normalize8(xr[i], weight, i, inv, f);
-    qr[i] = encode8<Fp8>(f, scale);
-  }
-}
-
-/// silu(g) * u for the 8 columns of vector i of a fused gate|up row.
-__device__ __forceinline__ void swiglu8(const uint4 *gu, int64_t vecs, int64_t i, float *v) {
-  rowmath::swiglu8(gu[i], gu[vecs + i], v);
+  quantizeRow<Fp8>(NormedRow{xr, weight, inv}, row, vecs, o);
 }
 
 template <bool Fp8>
 __global__ void __launch_bounds__(kThreads)
     swigluQuantKernel(const uint4 *gateUp, int64_t vecs, ActQuantOut o) {
   const int64_t row = blockIdx.x;
-  const uint4 *gu = gateUp + row * 2 * vecs;
-  const bool perToken = o.mode == ActScaleMode::kPerToken;
-  RowStat stat;
-  for (int64_t i = threadIdx.x; i < vecs; i += kThreads) {
-    float v[8];
-    swiglu8(gu, vecs, i, v);
-#pragma unroll
-    for (int e = 0; e < 8; ++e)
-      observe(stat, v[e], perToken);
-  }
-  const float scale = rowScale<Fp8>(stat, o);
-  if (threadIdx.x == 0)
-    o.scales[row] = scale;
-  uint2 *qr = static_cast<uint2 *>(o.q) + row * vecs;
-  for (int64_t i = threadIdx.x; i < vecs; i += kThreads) {
-    float v[8];
-    swiglu8(gu, vecs, i, v);
-    qr[i] = encode8<Fp8>(v, scale);
-  }
+  quantizeRow<Fp8>(SwigluRow{gateUp + row * 2 * vecs, vecs}, row, vecs, o);
 }
 
-/// The producer-less case: bf16 rows (e.g. attention's output before
-/// o_proj) quantized as the fused producers quantize theirs.
 template <bool Fp8>
 __global__ void __launch_bounds__(kThreads)
     quantizeRowsKernel(const uint4 *x, int64_t vecs, ActQuantOut o) {
   const int64_t row = blockIdx.x;
-  const uint4 *xr = x + row * vecs;
-  const bool perToken = o.mode == ActScaleMode::kPerToken;
-  RowStat stat;
-  for (int64_t i = threadIdx.x; i < vecs; i += kThreads) {
-    float v[8];
-    rowmath::unpack8(xr[i], v);
-#pragma unroll
-    for (int e = 0; e < 8; ++e)
-      observe(stat, v[e], perToken);
-  }
-  const float scale = rowScale<Fp8>(stat, o);
-  if (threadIdx.x == 0)
-    o.scales[row] = scale;
-  uint2 *qr = static_cast<uint2 *>(o.q) + row * vecs;
-  for (int64_t i = threadIdx.x; i < vecs; i += kThreads) {
-    float v[8];
-    rowmath::unpack8(xr[i], v);
-    qr[i] = encode8<Fp8>(v, scale);
-  }
+  quantizeRow<Fp8>(PlainRow{x + row * vecs}, row, vecs, o);
 }
 
 bool fail(std::string *error, const std::string &m) {
