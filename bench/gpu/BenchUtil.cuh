@@ -90,6 +90,21 @@ inline double measureRead(const void *buf, size_t bytes, int warmup) {
   return gbps;
 }
 
+/// The first line of every benchmark's output: the device, or a "skipped"
+/// line (and false) where there is none.
+inline bool announceDevice() {
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) {
+    std::printf("{\"bench\":\"skipped\",\"reason\":\"no CUDA device\"}\n");
+    return false;
+  }
+  cudaDeviceProp prop{};
+  CHECK_CUDA(cudaGetDeviceProperties(&prop, 0));
+  std::printf("{\"bench\":\"device\",\"name\":\"%s\",\"sm\":%d%d,\"sms\":%d,\"l2_bytes\":%d}\n",
+              prop.name, prop.major, prop.minor, prop.multiProcessorCount, prop.l2CacheSize);
+  return true;
+}
+
 } // namespace qbench
 
 #endif

@@ -190,15 +190,8 @@ void benchPrefill(int batch, int tokens, const Setup &s, qcuda::KVDType t,
 } // namespace
 
 int main() {
-  int count = 0;
-  if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) {
-    std::printf("{\"bench\":\"skipped\",\"reason\":\"no CUDA device\"}\n");
+  if (!qbench::announceDevice())
     return 0;
-  }
-  cudaDeviceProp prop{};
-  CHECK_CUDA(cudaGetDeviceProperties(&prop, 0));
-  std::printf("{\"bench\":\"device\",\"name\":\"%s\",\"sm\":%d%d,\"sms\":%d,\"l2_bytes\":%d}\n",
-              prop.name, prop.major, prop.minor, prop.multiProcessorCount, prop.l2CacheSize);
   const double read = measureRead();
   const Setup decode{32, 4096, 32, 8, 128};
   for (qcuda::KVDType t : {qcuda::KVDType::BF16, qcuda::KVDType::FP8E4M3})

@@ -247,15 +247,8 @@ void benchCublas(cublasLtHandle_t lt, int64_t N, int64_t K, const std::vector<in
 } // namespace
 
 int main() {
-  int count = 0;
-  if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) {
-    std::printf("{\"bench\":\"skipped\",\"reason\":\"no CUDA device\"}\n");
+  if (!qbench::announceDevice())
     return 0;
-  }
-  cudaDeviceProp prop{};
-  CHECK_CUDA(cudaGetDeviceProperties(&prop, 0));
-  std::printf("{\"bench\":\"device\",\"name\":\"%s\",\"sm\":%d%d,\"sms\":%d,\"l2_bytes\":%d}\n",
-              prop.name, prop.major, prop.minor, prop.multiProcessorCount, prop.l2CacheSize);
   const double hbm = measureRead();
   const std::vector<int64_t> ms = {1, 16, 32, 64, 256};
   const int64_t shapes[][2] = {{4096, 4096}, {14336, 4096}, {4096, 14336}};
