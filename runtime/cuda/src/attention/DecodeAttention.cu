@@ -26,6 +26,7 @@
 
 #include "AttentionShapes.h"
 #include "KVElement.cuh"
+#include "PagedRead.h"
 
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -37,6 +38,8 @@ namespace qcuda {
 namespace {
 
 using detail::KVElem;
+using detail::PagedReadParams;
+using detail::pagedRead;
 
 constexpr int kThreads = 128;
 constexpr int kWarps = kThreads / 32;
@@ -48,30 +51,15 @@ constexpr int kMinChunk = 64;
 /// larger groups in tiles of 8).
 constexpr int kMaxHeadTile = 8;
 
-struct DecodeParams {
-  const void *k;
-  const void *v;
-  const float *kScale; ///< null: 1
-  const float *vScale;
-  const int32_t *contextLens;
-  const int32_t *blockTableStart;
-  const int32_t *blockTable;
-  const __nv_bfloat16 *q;
-  __nv_bfloat16 *out;
+struct DecodeParams : PagedReadParams {
   float *partOut; ///< [seqs, heads, maxSplits, D]
   float *partMax; ///< [seqs, heads, maxSplits]
   float *partSum;
-  int64_t qStride;
-  int64_t outStride;
-  int32_t blockSize;
-  int32_t kvHeads;
   int32_t numHeads;
-  int32_t group;     ///< query heads per KV head
   int32_t headTiles; ///< ceil(group / GT)
   int32_t chunk;
   int32_t maxSplits;
   int32_t maxContext;
-  float softmaxScale;
 };
 
 template <int D, int GT, KVDType T>
@@ -416,31 +404,16 @@ bool decodeAttention(const PagedKV &kv, const PagedSequences &seqs, const Attent
       launch.splitBlocks > 0 ? launch.splitBlocks : (maxCtx + chunk - 1) / chunk;
 
   DecodeParams p;
-  p.k = kv.k;
-  p.v = kv.v;
-  const bool quant = kv.dtype == KVDType::I8 || kv.dtype == KVDType::FP8E4M3;
-  p.kScale = quant ? kv.kScale : nullptr;
-  p.vScale = quant ? kv.vScale : nullptr;
-  p.contextLens = seqs.contextLens;
-  p.blockTableStart = seqs.blockTableStart;
-  p.blockTable = seqs.blockTable;
-  p.q = static_cast<const __nv_bfloat16 *>(q);
-  p.out = static_cast<__nv_bfloat16 *>(out);
+  static_cast<PagedReadParams &>(p) = pagedRead(kv, seqs, heads, q, out);
   p.maxSplits = maxSplitsBound(seqs.maxContextLen, chunk);
   const size_t rows = size_t(seqs.numSeqs) * heads.numHeads * p.maxSplits;
   p.partOut = static_cast<float *>(workspace);
   p.partMax = p.partOut + rows * kv.headDim;
   p.partSum = p.partMax + rows;
-  p.qStride = heads.qStride;
-  p.outStride = heads.outStride;
-  p.blockSize = kv.blockSize;
-  p.kvHeads = kv.kvHeads;
   p.numHeads = heads.numHeads;
-  p.group = group;
   p.headTiles = headTiles;
   p.chunk = chunk;
   p.maxContext = seqs.maxContextLen;
-  p.softmaxScale = 1.0f / std::sqrt(float(kv.headDim));
 
   const dim3 grid(splitBlocks, kv.kvHeads * headTiles, seqs.numSeqs);
   if (kv.headDim == 64)

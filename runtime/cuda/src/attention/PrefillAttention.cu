@@ -32,7 +32,9 @@ namespace qcuda {
 namespace {
 
 using detail::KVElem;
+using detail::PagedReadParams;
 using detail::PrefillParams;
+using detail::pagedRead;
 
 constexpr int kThreads = 256;
 constexpr int kBQ = 64; ///< query rows per block
@@ -256,23 +258,8 @@ bool prefillAttention(const PagedKV &kv, const PagedSequences &seqs, const int32
   if (seqs.numSeqs == 0 || maxQueryLen == 0)
     return true;
   PrefillParams p;
-  p.k = kv.k;
-  p.v = kv.v;
-  const bool quant = kv.dtype == KVDType::I8 || kv.dtype == KVDType::FP8E4M3;
-  p.kScale = quant ? kv.kScale : nullptr;
-  p.vScale = quant ? kv.vScale : nullptr;
-  p.contextLens = seqs.contextLens;
-  p.blockTableStart = seqs.blockTableStart;
-  p.blockTable = seqs.blockTable;
+  static_cast<PagedReadParams &>(p) = pagedRead(kv, seqs, heads, q, out);
   p.queryStart = queryStart;
-  p.q = static_cast<const __nv_bfloat16 *>(q);
-  p.out = static_cast<__nv_bfloat16 *>(out);
-  p.qStride = heads.qStride;
-  p.outStride = heads.outStride;
-  p.blockSize = kv.blockSize;
-  p.kvHeads = kv.kvHeads;
-  p.group = heads.numHeads / kv.kvHeads;
-  p.softmaxScale = 1.0f / std::sqrt(float(kv.headDim));
   const bool useMma = kernel == PrefillKernel::TensorCore ||
                       (kernel == PrefillKernel::Auto && mmaType && !fmaForcedByEnvironment());
   cudaError_t err;

@@ -9,6 +9,7 @@
 #ifndef QOPT_CUDA_ATTENTION_PREFILLKERNELS_H
 #define QOPT_CUDA_ATTENTION_PREFILLKERNELS_H
 
+#include "PagedRead.h"
 #include "qopt-cuda/Attention.h"
 
 #include <cuda_bf16.h>
@@ -18,23 +19,8 @@
 
 namespace qcuda::detail {
 
-struct PrefillParams {
-  const void *k;
-  const void *v;
-  const float *kScale; ///< null: 1
-  const float *vScale;
-  const int32_t *contextLens;
-  const int32_t *blockTableStart;
-  const int32_t *blockTable;
+struct PrefillParams : PagedReadParams {
   const int32_t *queryStart;
-  const __nv_bfloat16 *q;
-  __nv_bfloat16 *out;
-  int64_t qStride;
-  int64_t outStride;
-  int32_t blockSize;
-  int32_t kvHeads;
-  int32_t group;
-  float softmaxScale;
 };
 
 /// Enqueues the tensor-core kernel for a bf16 or f16 pool (head_dim 64 or

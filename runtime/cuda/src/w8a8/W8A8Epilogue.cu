@@ -7,6 +7,8 @@
 //===----------------------------------------------------------------------===//
 #include "w8a8/W8A8Epilogue.h"
 
+#include "qopt-cuda/kernels/DeviceUtil.cuh"
+
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -24,12 +26,7 @@ __global__ void epilogueKernel(const AccT *__restrict__ acc, const float *__rest
     float v = float(acc[i]) * xs[m] * ws[n];
     if (bias)
       v += bias[n];
-    if (yType == int(DType::kF32))
-      static_cast<float *>(y)[i] = v;
-    else if (yType == int(DType::kBF16))
-      static_cast<__nv_bfloat16 *>(y)[i] = __float2bfloat16_rn(v);
-    else
-      static_cast<__half *>(y)[i] = __float2half_rn(v);
+    storeOut(y, i, v, yType);
   }
 }
 
