@@ -121,14 +121,10 @@ bool gpuW8A8BlobLayout(int64_t rows, int64_t cols, GpuW8A8BlobLayout *l, std::st
   return true;
 }
 
-bool writeGpuW8A8Blob(const kernels::RefQuantMatrix &ref, const GpuW8A8BlobLayout &l,
-                      uint8_t *blob, std::string *error) {
-  if (ref.bits != 8 || ref.groupSize != 0 || !ref.symmetric) {
-    *error = "W8A8 weights must be int8 per-channel symmetric, got " + std::to_string(ref.bits) +
-             "-bit, group size " + std::to_string(ref.groupSize) +
-             (ref.symmetric ? ", symmetric" : ", asymmetric");
-    return false;
-  }
+/// What both W8A8 blobs need of the matrix: the layout's shape, finite
+/// per-channel scales.
+static bool checkW8A8Matrix(const kernels::RefQuantMatrix &ref, const GpuW8A8BlobLayout &l,
+                            std::string *error) {
   if (ref.rows != l.rows || ref.cols != l.cols) {
     *error = "W8A8 blob is for " + std::to_string(l.rows) + " x " + std::to_string(l.cols) +
              ", the matrix is " + std::to_string(ref.rows) + " x " + std::to_string(ref.cols);
@@ -139,6 +135,19 @@ bool writeGpuW8A8Blob(const kernels::RefQuantMatrix &ref, const GpuW8A8BlobLayou
       *error = "W8A8 weights: row " + std::to_string(n) + " has a scale that is not finite";
       return false;
     }
+  return true;
+}
+
+bool writeGpuW8A8Blob(const kernels::RefQuantMatrix &ref, const GpuW8A8BlobLayout &l,
+                      uint8_t *blob, std::string *error) {
+  if (ref.bits != 8 || ref.groupSize != 0 || !ref.symmetric) {
+    *error = "W8A8 weights must be int8 per-channel symmetric, got " + std::to_string(ref.bits) +
+             "-bit, group size " + std::to_string(ref.groupSize) +
+             (ref.symmetric ? ", symmetric" : ", asymmetric");
+    return false;
+  }
+  if (!checkW8A8Matrix(ref, l, error))
+    return false;
   std::memset(blob, 0, size_t(l.totalBytes));
   // Symmetric codes are stored offset by 128; cuBLASLt reads signed int8.
   int8_t *codes = reinterpret_cast<int8_t *>(blob + l.codesOffset);
@@ -155,16 +164,8 @@ bool writeGpuW8A8Fp8Blob(const kernels::RefQuantMatrix &ref, const GpuW8A8BlobLa
              "-bit, group size " + std::to_string(ref.groupSize);
     return false;
   }
-  if (ref.rows != l.rows || ref.cols != l.cols) {
-    *error = "W8A8 blob is for " + std::to_string(l.rows) + " x " + std::to_string(l.cols) +
-             ", the matrix is " + std::to_string(ref.rows) + " x " + std::to_string(ref.cols);
+  if (!checkW8A8Matrix(ref, l, error))
     return false;
-  }
-  for (int64_t n = 0; n < l.rows; ++n)
-    if (!std::isfinite(ref.scales[n])) {
-      *error = "W8A8 weights: row " + std::to_string(n) + " has a scale that is not finite";
-      return false;
-    }
   // E4M3 "fn" has no infinities; 0x7f / 0xff are its only NaNs.
   for (int64_t i = 0; i < l.rows * l.cols; ++i)
     if ((ref.codes[i] & 0x7f) == 0x7f) {
